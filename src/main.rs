@@ -1,0 +1,254 @@
+//! zcsplice: keeps the zero-copy splice-write series alive across kernels.
+
+mod apply;
+mod edit;
+mod import;
+mod probe;
+mod render;
+mod series;
+mod template;
+mod tree;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    failure (bad series definition, probe error, ...)
+  2    usage error
+  125  the series does not render or apply on this tree (git bisect run: skip)";
+
+/// Exit code that makes `git bisect run` skip a commit.
+const EXIT_SKIP: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "zcsplice", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// Directory holding the series (patches/ and templates/).
+    #[arg(long, global = true, env = "ZCSPLICE_SERIES")]
+    series: Option<PathBuf>,
+    /// Cache directory for imported trees and builds [default: $XDG_CACHE_HOME/zcsplice].
+    #[arg(long, global = true, env = "ZCSPLICE_CACHE")]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Manage kernel trees.
+    #[command(subcommand)]
+    Tree(TreeCmd),
+    /// Print the kernel version and every API fact the series depends on.
+    Probe {
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Print JSON: {"version": ..., "facts": {NAME: {"value", "evidence"}}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the series for a tree as git format-patch files.
+    Render {
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Output directory (0000-cover-letter.patch, NNNN-<slug>.patch).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Commit the rendered series as a branch of the tree and check it out.
+    Apply {
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Branch to create [default: zcsplice/<version>].
+        #[arg(long)]
+        branch: Option<String>,
+        /// Rebuild the branch when it exists and differs.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TreeCmd {
+    /// Import a kernel tarball, or Debian's linux-source-<V>, as a git tree; prints its path.
+    Import {
+        /// Debian source package series, e.g. 6.12 (installs linux-source-6.12 if missing).
+        #[arg(long, conflicts_with = "tarball")]
+        debian: Option<String>,
+        /// A kernel tarball (.tar.xz, .tar.gz, ...).
+        #[arg(required_unless_present = "debian")]
+        tarball: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct TreeArgs {
+    /// Kernel tree: a git repository (see `tree import`).
+    #[arg(long, env = "ZCSPLICE_TREE")]
+    tree: PathBuf,
+    /// Commit the series applies on [default: the recorded base of the
+    /// checked-out zcsplice branch, else HEAD].
+    #[arg(long)]
+    base: Option<String>,
+}
+
+fn cache_dir(cli: &Cli) -> Result<PathBuf> {
+    match &cli.cache {
+        Some(c) => Ok(c.clone()),
+        None => Ok(dirs::cache_dir()
+            .ok_or_else(|| anyhow!("no cache directory; pass --cache"))?
+            .join("zcsplice")),
+    }
+}
+
+/// The series directory: --series, else the current directory if it holds
+/// one, else the source tree zcsplice was built from.
+fn series_dir(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.series {
+        return s.clone();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if cwd.join("patches/series.yaml").exists() {
+        return cwd;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A failure that `git bisect run` should treat as "skip this commit".
+#[derive(Debug)]
+struct Untestable(anyhow::Error);
+
+impl std::fmt::Display for Untestable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for Untestable {}
+
+fn untestable(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Untestable(e))
+}
+
+fn load(cli: &Cli, t: &TreeArgs) -> Result<(series::Series, tree::Tree, probe::Probed)> {
+    let dir = series_dir(cli);
+    let series =
+        series::Series::load(&dir).with_context(|| format!("series in {}", dir.display()))?;
+    let tree = tree::Tree::open(&t.tree, t.base.as_deref())?;
+    let probed = probe::probe(&tree, &series.probes)?;
+    Ok((series, tree, probed))
+}
+
+fn print_facts(p: &probe::Probed) {
+    println!("version: {}", p.version);
+    let w = p.facts.keys().map(String::len).max().unwrap_or(0);
+    for (name, f) in &p.facts {
+        let v = match &f.value {
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        println!("{name:w$}  {v:5}  {}", f.evidence);
+    }
+}
+
+fn write_out(out: &Path, r: &render::Rendered, p: &probe::Probed) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Stale patches from an earlier render would be picked up by `git am DIR/*.patch`.
+    for e in std::fs::read_dir(out)? {
+        let path = e?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let numbered = name.len() > 5 && name[..4].bytes().all(|b| b.is_ascii_digit());
+        if numbered && name[4..].starts_with('-') && name.ends_with(".patch") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    for (name, text) in r.files() {
+        std::fs::write(out.join(&name), text)?;
+        println!("{}", out.join(&name).display());
+    }
+    std::fs::write(
+        out.join("probe.json"),
+        serde_json::to_string_pretty(p)? + "\n",
+    )?;
+    Ok(())
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    match &cli.cmd {
+        Cmd::Tree(TreeCmd::Import { debian, tarball }) => {
+            let cache = cache_dir(cli)?;
+            let path = match (debian, tarball) {
+                (Some(v), _) => import::debian(v, &cache)?,
+                (None, Some(t)) => import::tarball(t, &cache)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            println!("{}", path.display());
+        }
+        Cmd::Probe { tree, json } => {
+            let dir = series_dir(cli);
+            let series = series::Series::load(&dir)?;
+            let t = tree::Tree::open(&tree.tree, tree.base.as_deref())?;
+            let p = probe::probe(&t, &series.probes)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print_facts(&p);
+            }
+        }
+        Cmd::Render { tree, out } => {
+            let (series, t, p) = load(cli, tree)?;
+            // Render into memory only: the user's object store is not touched.
+            let _mempack = t.repo.odb()?.add_new_mempack_backend(1000)?;
+            let r = render::render(&series, &t, &p).map_err(untestable)?;
+            write_out(out, &r, &p)?;
+            for x in &r.excluded {
+                eprintln!("zcsplice: left out \"{}\": {}", x.subject, x.reason);
+            }
+        }
+        Cmd::Apply {
+            tree,
+            branch,
+            force,
+        } => {
+            let (series, t, p) = load(cli, tree)?;
+            let r = render::render(&series, &t, &p).map_err(untestable)?;
+            let branch = branch
+                .clone()
+                .unwrap_or_else(|| format!("zcsplice/{}", p.version));
+            let outcome = apply::apply(&t, &r, &branch, *force).map_err(untestable)?;
+            let n = r.patches.len();
+            let tip = r.tip();
+            match outcome {
+                apply::Outcome::UpToDate => {
+                    println!("{branch} is up to date ({n} patches, {tip})")
+                }
+                apply::Outcome::Created => println!("{branch}: {n} patches applied, at {tip}"),
+                apply::Outcome::Rebuilt { old } => {
+                    println!("{branch}: rebuilt with {n} patches, at {tip} (was {old})")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zcsplice: error: {e:#}");
+            if e.downcast_ref::<Untestable>().is_some() {
+                ExitCode::from(EXIT_SKIP)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

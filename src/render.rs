@@ -1,0 +1,412 @@
+//! Rendering: the series definition + the tree's facts -> file contents ->
+//! a chain of commits on the base -> `git format-patch`-style emails.
+//!
+//! Diffs are made by git from real blobs of the tree, so their context is
+//! exact by construction, and `git am` of the emails reproduces the commits'
+//! trees.
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{build::TreeUpdateBuilder, DiffOptions, FileMode, Oid, Repository, Signature, Time};
+use minijinja::{context, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::edit;
+use crate::probe::Probed;
+use crate::series::{At, PatchDef, Series};
+use crate::template::Templates;
+use crate::tree::Tree;
+
+pub struct RenderedPatch {
+    pub number: usize,
+    pub subject: String,
+    pub commit: Oid,
+    pub email: String,
+}
+
+pub struct Excluded {
+    pub subject: String,
+    pub reason: String,
+}
+
+pub struct Rendered {
+    pub base: Oid,
+    pub patches: Vec<RenderedPatch>,
+    pub excluded: Vec<Excluded>,
+    pub cover: String,
+}
+
+impl Rendered {
+    /// The last commit of the series (the base when every patch was left out).
+    pub fn tip(&self) -> Oid {
+        self.patches.last().map_or(self.base, |p| p.commit)
+    }
+
+    /// `NNNN-<slug>.patch` file names, cover letter first.
+    pub fn files(&self) -> Vec<(String, &str)> {
+        let mut out = vec![("0000-cover-letter.patch".to_string(), self.cover.as_str())];
+        for p in &self.patches {
+            out.push((
+                format!("{:04}-{}.patch", p.number, slug(&p.subject)),
+                p.email.as_str(),
+            ));
+        }
+        out
+    }
+}
+
+/// The file-name slug `git format-patch` derives from a subject.
+pub fn slug(subject: &str) -> String {
+    let mut s = String::new();
+    for c in subject.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            s.push(c);
+        } else if !s.ends_with('-') {
+            s.push('-');
+        }
+    }
+    let s = s.trim_matches(|c| c == '-' || c == '.');
+    let mut s: String = s.chars().take(64).collect();
+    while s.ends_with('-') || s.ends_with('.') {
+        s.pop();
+    }
+    s
+}
+
+fn context_of(probed: &Probed) -> Value {
+    let facts: BTreeMap<&str, &serde_json::Value> = probed
+        .facts
+        .iter()
+        .map(|(k, f)| (k.as_str(), &f.value))
+        .collect();
+    context! {
+        version => probed.version,
+        kernel => context! {
+            major => probed.kernel.major,
+            minor => probed.kernel.minor,
+            sublevel => probed.kernel.sublevel,
+        },
+        facts => Value::from_serialize(&facts),
+    }
+}
+
+/// Current contents of the files the series touches, loaded from the base lazily.
+struct Files<'a> {
+    tree: &'a Tree,
+    content: BTreeMap<String, Option<String>>,
+}
+
+impl Files<'_> {
+    fn get(&mut self, file: &str) -> Result<Option<String>> {
+        if !self.content.contains_key(file) {
+            let c = self.tree.read(file)?;
+            self.content.insert(file.to_string(), c);
+        }
+        Ok(self.content[file].clone())
+    }
+}
+
+/// The files one patch changes, with their new contents.
+type Change = BTreeMap<String, String>;
+
+fn render_patch(
+    def: &PatchDef,
+    tpl: &Templates,
+    ctx: &Value,
+    files: &mut Files,
+) -> Result<(String, Change)> {
+    let pfile = def.path.display().to_string();
+    let body = tpl.inline(&pfile, def.body_line, &def.body, ctx)?;
+    let mut change = Change::new();
+    for e in &def.edits {
+        let loc = format!("{pfile}:{}", e.line);
+        if let Some(w) = &e.when {
+            if !tpl.condition(&loc, w, ctx)? {
+                continue;
+            }
+        }
+        let text = match (&e.text, &e.fragment) {
+            (Some(t), _) => tpl.inline(&pfile, e.text_line, t, ctx)?,
+            (None, Some(f)) => tpl.fragment(f, ctx)?,
+            (None, None) => unreachable!("checked by the loader"),
+        };
+        let current = files.get(&e.file)?;
+        let new = match (e.at, current) {
+            (At::Create, None) => text,
+            (At::Create, Some(_)) => bail!(
+                "{loc}: patch \"{}\": {} already exists; `at: create` makes new files only",
+                def.subject,
+                e.file
+            ),
+            (_, None) => bail!(
+                "{loc}: patch \"{}\": {} does not exist in this tree",
+                def.subject,
+                e.file
+            ),
+            (at, Some(cur)) => {
+                let anchor =
+                    tpl.inline(&pfile, e.anchor_line, e.anchor.as_deref().unwrap(), ctx)?;
+                edit::apply(&cur, at, &anchor, &text).map_err(|err| {
+                    anyhow!(
+                        "{loc}: patch \"{}\": {}: {err}\n  anchor:\n{}",
+                        def.subject,
+                        e.file,
+                        anchor
+                            .lines()
+                            .map(|l| format!("    | {l}\n"))
+                            .collect::<String>()
+                    )
+                })?
+            }
+        };
+        files.content.insert(e.file.clone(), Some(new.clone()));
+        change.insert(e.file.clone(), new);
+    }
+    Ok((body, change))
+}
+
+fn signature(series: &Series) -> Result<Signature<'static>> {
+    let m = &series.manifest;
+    let date = chrono::DateTime::parse_from_rfc3339(&m.date)
+        .with_context(|| format!("patches/series.yaml: date `{}` is not RFC 3339", m.date))?;
+    let time = Time::new(date.timestamp(), date.offset().local_minus_utc() / 60);
+    Ok(Signature::new(&m.author.name, &m.author.email, &time)?)
+}
+
+fn commit_message(subject: &str, body: &str, trailers: &[String]) -> String {
+    let mut msg = format!("{subject}\n\n");
+    let body = body.trim();
+    if !body.is_empty() {
+        msg.push_str(body);
+        msg.push_str("\n\n");
+    }
+    for t in trailers {
+        msg.push_str(t);
+        msg.push('\n');
+    }
+    msg
+}
+
+/// Writes the patch's files as blobs and returns the new tree.
+fn write_tree(repo: &Repository, parent: &git2::Tree, change: &Change) -> Result<Oid> {
+    let mut b = TreeUpdateBuilder::new();
+    for (file, content) in change {
+        let blob = repo.blob(content.as_bytes())?;
+        let mode = match parent.get_path(Path::new(file)) {
+            Ok(e) if e.filemode() == i32::from(FileMode::BlobExecutable) => {
+                FileMode::BlobExecutable
+            }
+            _ => FileMode::Blob,
+        };
+        b.upsert(file, blob, mode);
+    }
+    Ok(b.create_updated(repo, parent)?)
+}
+
+fn diff<'r>(repo: &'r Repository, a: &git2::Tree, b: &git2::Tree) -> Result<git2::Diff<'r>> {
+    let mut o = DiffOptions::new();
+    o.indent_heuristic(true).context_lines(3);
+    Ok(repo.diff_tree_to_tree(Some(a), Some(b), Some(&mut o))?)
+}
+
+fn diffstat(d: &git2::Diff) -> Result<String> {
+    let buf = d.stats()?.to_buf(
+        git2::DiffStatsFormat::FULL | git2::DiffStatsFormat::INCLUDE_SUMMARY,
+        72,
+    )?;
+    Ok(buf.as_str().unwrap_or_default().to_string())
+}
+
+fn patch_text(d: &git2::Diff) -> Result<String> {
+    let mut out = Vec::new();
+    d.print(git2::DiffFormat::Patch, |_, _, line| {
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            out.push(line.origin() as u8);
+        }
+        out.extend_from_slice(line.content());
+        true
+    })?;
+    String::from_utf8(out).map_err(|_| anyhow!("diff is not UTF-8"))
+}
+
+fn subject_tag(series: &Series, n: usize, total: usize) -> String {
+    let m = &series.manifest;
+    let width = total.to_string().len();
+    let v = if m.version > 1 {
+        format!(" v{}", m.version)
+    } else {
+        String::new()
+    };
+    format!("[{}{v} {n:0width$}/{total}]", m.subject_prefix)
+}
+
+fn email_header(sig: &Signature, commit: Oid, subject: &str) -> String {
+    let t = sig.when();
+    let date = chrono::DateTime::from_timestamp(t.seconds(), 0)
+        .expect("valid time")
+        .with_timezone(
+            &chrono::FixedOffset::east_opt(t.offset_minutes() * 60).expect("valid offset"),
+        );
+    format!(
+        "From {commit} Mon Sep 17 00:00:00 2001\nFrom: {} <{}>\nDate: {}\nSubject: {subject}\n\n",
+        sig.name().unwrap_or_default(),
+        sig.email().unwrap_or_default(),
+        date.to_rfc2822()
+    )
+}
+
+pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered> {
+    let tpl = Templates::new(&series.templates_dir());
+    let ctx = context_of(probed);
+    let sig = signature(series)?;
+    let repo = &tree.repo;
+
+    let mut files = Files {
+        tree,
+        content: BTreeMap::new(),
+    };
+    let mut included = Vec::new();
+    let mut excluded = Vec::new();
+    for def in &series.patches {
+        let origin = def.path.display().to_string();
+        if let Some(w) = &def.when {
+            if !tpl.condition(&origin, w, &ctx)? {
+                let reason = def
+                    .skip_reason
+                    .clone()
+                    .unwrap_or_else(|| format!("`{w}` is false"));
+                excluded.push(Excluded {
+                    subject: def.subject.clone(),
+                    reason,
+                });
+                continue;
+            }
+        }
+        let (body, change) = render_patch(def, &tpl, &ctx, &mut files)?;
+        if change.is_empty() {
+            excluded.push(Excluded {
+                subject: def.subject.clone(),
+                reason: "no edit applies to this tree".into(),
+            });
+            continue;
+        }
+        included.push((def, body, change));
+    }
+
+    let base_commit = repo.find_commit(tree.base)?;
+    let base_tree = base_commit.tree()?;
+    let total = included.len();
+    let mut parent = base_commit;
+    let mut patches = Vec::new();
+    for (i, (def, body, change)) in included.into_iter().enumerate() {
+        let parent_tree = parent.tree()?;
+        let tree_id = write_tree(repo, &parent_tree, &change)?;
+        let new_tree = repo.find_tree(tree_id)?;
+        let msg = commit_message(&def.subject, &body, &def.trailers);
+        let id = repo.commit(None, &sig, &sig, &msg, &new_tree, &[&parent])?;
+        let d = diff(repo, &parent_tree, &new_tree)?;
+        let mut email = email_header(
+            &sig,
+            id,
+            &format!("{} {}", subject_tag(series, i + 1, total), def.subject),
+        );
+        email.push_str(msg.split_once("\n\n").map_or("", |(_, rest)| rest));
+        email.push_str("---\n");
+        email.push_str(&diffstat(&d)?);
+        email.push('\n');
+        email.push_str(&patch_text(&d)?);
+        email.push_str(&format!("-- \nzcsplice {}\n\n", env!("CARGO_PKG_VERSION")));
+        patches.push(RenderedPatch {
+            number: i + 1,
+            subject: def.subject.clone(),
+            commit: id,
+            email,
+        });
+        parent = repo.find_commit(id)?;
+    }
+
+    let tip_tree = parent.tree()?;
+    let cover = cover_letter(series, &tpl, &ctx, &sig, tree.base, &patches, &excluded, &{
+        let d = diff(repo, &base_tree, &tip_tree)?;
+        diffstat(&d)?
+    })?;
+    Ok(Rendered {
+        base: tree.base,
+        patches,
+        excluded,
+        cover,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cover_letter(
+    series: &Series,
+    tpl: &Templates,
+    ctx: &Value,
+    sig: &Signature,
+    base: Oid,
+    patches: &[RenderedPatch],
+    excluded: &[Excluded],
+    diffstat: &str,
+) -> Result<String> {
+    let m = &series.manifest;
+    let mut shortlog = format!("{} ({}):\n", m.author.name, patches.len());
+    for p in patches {
+        shortlog.push_str(&format!("      {}\n", p.subject));
+    }
+    let list: Vec<Value> = patches
+        .iter()
+        .map(|p| context! { number => p.number, subject => p.subject })
+        .collect();
+    let skipped: Vec<Value> = excluded
+        .iter()
+        .map(|e| context! { subject => e.subject, reason => e.reason })
+        .collect();
+    let cctx = context! {
+        series => Value::from_serialize(m_as_json(m)),
+        patches => list,
+        excluded => skipped,
+        shortlog => shortlog,
+        diffstat => diffstat,
+        base_commit => base.to_string(),
+        change_id => m.change_id,
+        ..ctx.clone()
+    };
+    let body = tpl.fragment(&m.cover.template, &cctx)?;
+    let subject = format!(
+        "{} {}",
+        subject_tag(series, 0, patches.len()),
+        m.cover.subject
+    );
+    let mut out = email_header(sig, Oid::zero(), &subject);
+    out.push_str(body.trim_end());
+    out.push_str("\n\n");
+    Ok(out)
+}
+
+fn m_as_json(m: &crate::series::Manifest) -> serde_json::Value {
+    serde_json::json!({
+        "subject_prefix": m.subject_prefix,
+        "version": m.version,
+        "change_id": m.change_id,
+        "author": { "name": m.author.name, "email": m.author.email },
+        "cover_subject": m.cover.subject,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slug;
+
+    #[test]
+    fn slug_matches_format_patch() {
+        assert_eq!(
+            slug("mm: filemap: hand a stolen folio to ->write_begin"),
+            "mm-filemap-hand-a-stolen-folio-to-write_begin"
+        );
+        assert_eq!(
+            slug("splice: add splice_source (v2)."),
+            "splice-add-splice_source-v2"
+        );
+    }
+}

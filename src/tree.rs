@@ -1,0 +1,90 @@
+//! A kernel tree: a git repository and the base commit the series renders on.
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{Oid, Repository};
+use std::path::{Path, PathBuf};
+
+/// Per-branch git config key that records the base a zcsplice branch was
+/// built on, so that later commands run from that branch find it again.
+pub const BASE_KEY: &str = "zcspliceBase";
+
+pub struct Tree {
+    pub path: PathBuf,
+    pub repo: Repository,
+    pub base: Oid,
+}
+
+impl Tree {
+    /// Opens the tree. The base is `base` if given; else the recorded base
+    /// of the checked-out zcsplice branch; else HEAD.
+    pub fn open(path: &Path, base: Option<&str>) -> Result<Tree> {
+        let repo = Repository::open(path).map_err(|e| {
+            anyhow!(
+                "{} is not a git repository ({}); `zcsplice tree import` makes one",
+                path.display(),
+                e.message()
+            )
+        })?;
+        if repo.is_bare() {
+            bail!(
+                "{}: bare repositories have no work tree to build",
+                path.display()
+            );
+        }
+        let base = match base {
+            Some(rev) => repo
+                .revparse_single(rev)
+                .and_then(|o| o.peel_to_commit())
+                .with_context(|| format!("--base {rev}: no such commit in {}", path.display()))?
+                .id(),
+            None => recorded_base(&repo)?.map_or_else(|| head_commit(&repo), Ok)?,
+        };
+        Ok(Tree {
+            path: path.to_path_buf(),
+            repo,
+            base,
+        })
+    }
+
+    /// A file's content at the base commit, or None if it does not exist there.
+    pub fn read(&self, file: &str) -> Result<Option<String>> {
+        let tree = self.repo.find_commit(self.base)?.tree()?;
+        let entry = match tree.get_path(Path::new(file)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let blob = entry
+            .to_object(&self.repo)?
+            .into_blob()
+            .map_err(|_| anyhow!("{file}: not a regular file at the base commit"))?;
+        let text = String::from_utf8(blob.content().to_vec())
+            .map_err(|_| anyhow!("{file}: not UTF-8 at the base commit"))?;
+        Ok(Some(text))
+    }
+}
+
+fn head_commit(repo: &Repository) -> Result<Oid> {
+    Ok(repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .context("the tree has no commit checked out")?
+        .id())
+}
+
+fn recorded_base(repo: &Repository) -> Result<Option<Oid>> {
+    let head = match repo.head() {
+        Ok(h) if h.is_branch() => h,
+        _ => return Ok(None),
+    };
+    let Some(branch) = head.shorthand() else {
+        return Ok(None);
+    };
+    let key = format!("branch.{branch}.{BASE_KEY}");
+    match repo.config()?.get_string(&key) {
+        Ok(s) => Ok(Some(
+            Oid::from_str(&s).with_context(|| format!("bad {key} in git config"))?,
+        )),
+        Err(_) => Ok(None),
+    }
+}

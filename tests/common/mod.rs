@@ -1,0 +1,95 @@
+//! Helpers shared by the integration tests: run the binary, run git.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub fn zcsplice(args: &[&str], series: &Path, cache: &Path) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_zcsplice"))
+        .args(args)
+        .env("ZCSPLICE_SERIES", series)
+        .env("ZCSPLICE_CACHE", cache)
+        .env_remove("ZCSPLICE_TREE")
+        .output()
+        .expect("run zcsplice")
+}
+
+pub fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "zcsplice failed ({:?}):\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .expect("run git");
+    assert!(
+        o.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Every ref, HEAD, the index and the work tree, as one comparable string.
+pub fn repo_state(dir: &Path) -> String {
+    let refs = git(dir, &["for-each-ref", "--format=%(refname) %(objectname)"]);
+    let head = git(dir, &["symbolic-ref", "-q", "HEAD"]);
+    let head_id = git(dir, &["rev-parse", "HEAD"]);
+    let index = git(dir, &["write-tree"]);
+    let status = git(dir, &["status", "--porcelain", "--untracked-files=all"]);
+    let diff = git(dir, &["diff"]);
+    format!("{refs}\nHEAD {head} {head_id}\nindex {index}\n{status}\n{diff}")
+}
+
+/// `git am` of the rendered patches on a detached worktree at `base`; returns its tree.
+pub fn git_am_tree(repo: &Path, base: &str, patches: &[PathBuf], scratch: &Path) -> String {
+    let wt = scratch.join("am-worktree");
+    git(
+        repo,
+        &[
+            "worktree",
+            "add",
+            "--detach",
+            "-f",
+            wt.to_str().unwrap(),
+            base,
+        ],
+    );
+    let mut args = vec!["am", "--quiet"];
+    let names: Vec<String> = patches.iter().map(|p| p.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    git(&wt, &args);
+    let tree = git(&wt, &["rev-parse", "HEAD^{tree}"]);
+    git(
+        repo,
+        &["worktree", "remove", "--force", wt.to_str().unwrap()],
+    );
+    tree
+}
+
+/// The numbered patch files of a render, cover letter excluded, in order.
+pub fn patch_files(out: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().to_string();
+            n.ends_with(".patch") && !n.starts_with("0000-")
+        })
+        .collect();
+    v.sort();
+    v
+}

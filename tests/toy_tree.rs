@@ -1,0 +1,391 @@
+//! The harness end to end on a toy tree and a fixture series: render, apply,
+//! `git am` equivalence, idempotence, refusal of a dirty tree, atomicity and
+//! the errors a broken series gives.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+const FS_H_FOLIO: &str = "struct address_space_operations {\n\
+\tint (*write_begin)(struct file *, struct address_space *mapping,\n\
+\t\t\t\tloff_t pos, unsigned len,\n\
+\t\t\t\tstruct folio **foliop, void **fsdata);\n};\n";
+const FS_H_PAGE: &str = "struct address_space_operations {\n\
+\tint (*write_begin)(struct file *, struct address_space *mapping,\n\
+\t\t\t\tloff_t pos, unsigned len,\n\
+\t\t\t\tstruct page **pagep, void **fsdata);\n};\n";
+const FILEMAP: &str = "// SPDX-License-Identifier: GPL-2.0\n#include <linux/fs.h>\n\n\
+int generic_perform_write(void)\n{\n\treturn 0;\n}\n";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/series")
+}
+
+/// A toy kernel tree, committed; `folio` picks the ->write_begin flavour.
+fn toy_tree(dir: &Path, folio: bool) -> PathBuf {
+    let t = dir.join("linux");
+    let files = [
+        (
+            "Makefile",
+            "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 3\nEXTRAVERSION =\n",
+        ),
+        (
+            "include/linux/fs.h",
+            if folio { FS_H_FOLIO } else { FS_H_PAGE },
+        ),
+        (
+            "include/linux/uio.h",
+            "enum iter_type {\n\tITER_UBUF,\n};\n",
+        ),
+        ("mm/filemap.c", FILEMAP),
+    ];
+    for (f, c) in files {
+        let p = t.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    git(&t, &["init", "-q", "-b", "master"]);
+    git(&t, &["add", "-A"]);
+    git(&t, &["commit", "-q", "-m", "base"]);
+    t
+}
+
+fn copy_series(dir: &Path) -> PathBuf {
+    let dst = dir.join("series");
+    for sub in ["patches", "templates"] {
+        std::fs::create_dir_all(dst.join(sub)).unwrap();
+        for e in std::fs::read_dir(fixture().join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dst.join(sub).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    dst
+}
+
+#[test]
+fn probe_reports_facts_with_evidence() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let out = ok(&zcsplice(
+        &["probe", "--json", "--tree", t.to_str().unwrap()],
+        &fixture(),
+        d.path(),
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], "6.12.3");
+    assert_eq!(v["facts"]["write_begin_folio"]["value"], true);
+    let ev = v["facts"]["write_begin_folio"]["evidence"]
+        .as_str()
+        .unwrap();
+    assert!(
+        ev.starts_with("include/linux/fs.h:2: (*write_begin)(struct file *,"),
+        "{ev}"
+    );
+    assert_eq!(v["facts"]["iter_pipe"]["value"], false);
+    assert_eq!(v["facts"]["no_such_thing"]["value"], true);
+}
+
+#[test]
+fn render_apply_and_git_am_agree() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let ts = t.to_str().unwrap();
+    let out = d.path().join("out");
+    let base = git(&t, &["rev-parse", "HEAD"]);
+    let before = repo_state(&t);
+    ok(&zcsplice(
+        &["render", "--tree", ts, "--out", out.to_str().unwrap()],
+        &fixture(),
+        d.path(),
+    ));
+    // Render only writes files: the repository is untouched.
+    assert_eq!(repo_state(&t), before);
+
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "0000-cover-letter.patch",
+            "0001-mm-add-toy_helper.patch",
+            "0002-mm-use-toy_helper-in-generic_perform_write.patch",
+            "probe.json"
+        ]
+    );
+    let p1 = std::fs::read_to_string(out.join("0001-mm-add-toy_helper.patch")).unwrap();
+    assert!(
+        p1.contains("Subject: [PATCH 1/2] mm: add toy_helper()\n"),
+        "{p1}"
+    );
+    assert!(
+        p1.contains("It takes a folio.\n\nSigned-off-by: Test Author"),
+        "{p1}"
+    );
+    assert!(
+        p1.contains("+static int toy_helper(struct folio *folio)\n"),
+        "{p1}"
+    );
+    assert!(p1.contains("\n---\n mm/filemap.c | 5 +++++\n"), "{p1}");
+    let cover = std::fs::read_to_string(out.join("0000-cover-letter.patch")).unwrap();
+    assert!(
+        cover.contains("Subject: [PATCH 0/2] toy: a fixture series\n"),
+        "{cover}"
+    );
+    assert!(cover
+        .contains("Left out: \"mm: only for the page API\" (->write_begin already takes a folio)"));
+    assert!(cover.contains(&format!("base-commit: {base}\n")), "{cover}");
+
+    let applied = ok(&zcsplice(&["apply", "--tree", ts], &fixture(), d.path()));
+    assert!(
+        applied.contains("zcsplice/6.12.3: 2 patches applied"),
+        "{applied}"
+    );
+    assert_eq!(
+        git(&t, &["symbolic-ref", "HEAD"]),
+        "refs/heads/zcsplice/6.12.3"
+    );
+    assert_eq!(
+        git(&t, &["rev-list", "--count", &format!("{base}..HEAD")]),
+        "2"
+    );
+    assert_eq!(
+        git(&t, &["log", "-1", "--format=%an <%ae> %aI", "HEAD"]),
+        "Test Author <test@example.org> 2026-11-26T12:00:00Z"
+    );
+    assert_eq!(git(&t, &["status", "--porcelain"]), "");
+    let filemap = std::fs::read_to_string(t.join("mm/filemap.c")).unwrap();
+    assert!(filemap.contains("\treturn toy_helper();\n"));
+
+    // git am of the rendered files gives the very same tree.
+    let applied_tree = git(&t, &["rev-parse", "HEAD^{tree}"]);
+    assert_eq!(
+        git_am_tree(&t, &base, &patch_files(&out), d.path()),
+        applied_tree
+    );
+
+    // Again, from the branch: its recorded base is used, nothing changes.
+    let state = repo_state(&t);
+    let again = ok(&zcsplice(&["apply", "--tree", ts], &fixture(), d.path()));
+    assert!(again.contains("is up to date"), "{again}");
+    assert_eq!(repo_state(&t), state);
+}
+
+#[test]
+fn page_api_tree_gets_the_other_variant() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), false);
+    let out = d.path().join("out");
+    ok(&zcsplice(
+        &[
+            "render",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &fixture(),
+        d.path(),
+    ));
+    assert_eq!(patch_files(&out).len(), 3);
+    let p1 = std::fs::read_to_string(&patch_files(&out)[0]).unwrap();
+    assert!(p1.contains("+static int toy_helper(struct page *page)\n"));
+    assert!(p1.contains("Subject: [PATCH 1/3]"));
+}
+
+#[test]
+fn dirty_tree_is_refused_and_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    std::fs::write(t.join("mm/filemap.c"), "local change\n").unwrap();
+    let before = repo_state(&t);
+    let o = zcsplice(
+        &["apply", "--tree", t.to_str().unwrap()],
+        &fixture(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("uncommitted changes (1 files: mm/filemap.c)"),
+        "{err}"
+    );
+    assert_eq!(repo_state(&t), before);
+}
+
+#[test]
+fn failed_checkout_rolls_everything_back() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    // An untracked file where the series creates one: the checkout must fail
+    // and the user's file must survive, with refs, HEAD and index unchanged.
+    std::fs::write(t.join("mm/toy.c"), "mine\n").unwrap();
+    let before = repo_state(&t);
+    let o = zcsplice(
+        &["apply", "--tree", t.to_str().unwrap()],
+        &fixture(),
+        d.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("the repository is as it was"), "{err}");
+    assert_eq!(repo_state(&t), before);
+    assert_eq!(
+        std::fs::read_to_string(t.join("mm/toy.c")).unwrap(),
+        "mine\n"
+    );
+}
+
+#[test]
+fn existing_branch_needs_force_and_keeps_old_tip_in_reflog() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let ts = t.to_str().unwrap();
+    ok(&zcsplice(&["apply", "--tree", ts], &fixture(), d.path()));
+    // The user adds a commit on the branch.
+    std::fs::write(t.join("mm/mine.c"), "x\n").unwrap();
+    git(&t, &["add", "mm/mine.c"]);
+    git(&t, &["commit", "-q", "-m", "mine"]);
+    let mine = git(&t, &["rev-parse", "HEAD"]);
+    let o = zcsplice(&["apply", "--tree", ts], &fixture(), d.path());
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force rebuilds it"));
+    assert_eq!(git(&t, &["rev-parse", "HEAD"]), mine);
+    let forced = ok(&zcsplice(
+        &["apply", "--tree", ts, "--force"],
+        &fixture(),
+        d.path(),
+    ));
+    assert!(forced.contains(&format!("(was {mine})")), "{forced}");
+    assert!(!t.join("mm/mine.c").exists());
+    assert!(git(&t, &["reflog", "show", "zcsplice/6.12.3"]).contains(&mine[..7]));
+}
+
+#[test]
+fn missing_anchor_names_patch_file_anchor_and_closest_line() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let s = copy_series(d.path());
+    let p = s.join("patches/0003-use-helper.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\treturn 0;", "\treturn 2;");
+    std::fs::write(&p, text).unwrap();
+    let o = zcsplice(
+        &[
+            "render",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            d.path().join("o").to_str().unwrap(),
+        ],
+        &s,
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("patches/0003-use-helper.yaml:7: patch \"mm: use toy_helper() in generic_perform_write\": mm/filemap.c: anchor not found; closest match at line 11"), "{err}");
+    assert!(err.contains("| \treturn 2;"), "{err}");
+}
+
+#[test]
+fn duplicate_anchor_lists_both_lines() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let s = copy_series(d.path());
+    let p = s.join("patches/0003-use-helper.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("      \treturn 0;\n      }\n", "      }\n");
+    std::fs::write(&p, text).unwrap();
+    let o = zcsplice(
+        &[
+            "render",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            d.path().join("o").to_str().unwrap(),
+        ],
+        &s,
+        d.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    // "}" closes both the helper (added by patch 1) and generic_perform_write.
+    assert!(
+        err.contains("mm/filemap.c: anchor found 2 times (lines 7, 12)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_template_variable_names_template_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let s = copy_series(d.path());
+    std::fs::write(
+        s.join("templates/helper.c.j2"),
+        "\nstatic int {{ facts.nope }};\n",
+    )
+    .unwrap();
+    let o = zcsplice(
+        &[
+            "render",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            d.path().join("o").to_str().unwrap(),
+        ],
+        &s,
+        d.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("templates/helper.c.j2:2: undefined value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_yaml_names_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let s = copy_series(d.path());
+    std::fs::write(
+        s.join("patches/0002-old-api-only.yaml"),
+        "subject: x\nbody: [\n",
+    )
+    .unwrap();
+    let o = zcsplice(&["probe", "--tree", t.to_str().unwrap()], &s, d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("patches/0002-old-api-only.yaml:2:7: body: invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn probe_without_any_file_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let s = copy_series(d.path());
+    let p = s.join("patches/probes.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("[include/linux/uio.h]", "[include/linux/gone.h]");
+    std::fs::write(&p, text).unwrap();
+    let o = zcsplice(&["probe", "--tree", t.to_str().unwrap()], &s, d.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("patches/probes.yaml:6: probe `iter_pipe`: none of its files exist"),
+        "{err}"
+    );
+}
