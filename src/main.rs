@@ -149,7 +149,12 @@ fn print_facts(p: &probe::Probed) {
             serde_json::Value::String(s) => s.clone(),
             v => v.to_string(),
         };
-        println!("{name:w$}  {v:5}  {}", f.evidence);
+        let doc = if f.doc.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", f.doc)
+        };
+        println!("{name:w$}  {v}{doc}\n{:w$}  {}", "", f.evidence);
     }
 }
 

@@ -33,6 +33,9 @@ pub struct ProbeDef {
 pub struct Fact {
     pub value: Value,
     pub evidence: String,
+    /// The probe's description, for people (not in the JSON).
+    #[serde(skip)]
+    pub doc: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -116,7 +119,11 @@ fn run_probe(tree: &Tree, p: &ProbeDef) -> Result<Fact> {
                 ),
                 None => Value::Bool(!p.negate),
             };
-            return Ok(Fact { value, evidence });
+            return Ok(Fact {
+                value,
+                evidence,
+                doc: p.doc.clone(),
+            });
         }
     }
     if present == 0 {
@@ -136,6 +143,7 @@ fn run_probe(tree: &Tree, p: &ProbeDef) -> Result<Fact> {
     Ok(Fact {
         value: Value::Bool(p.negate),
         evidence: format!("no match for /{}/ in {}", p.regex, p.files.join(", ")),
+        doc: p.doc.clone(),
     })
 }
 

@@ -1,0 +1,234 @@
+//! The real series on Debian's real 6.12 and 6.1 trees: probe, render,
+//! apply, `git am` equivalence, idempotence, dirty-tree refusal and
+//! atomicity. The trees are imported once into target/zcsplice-test-cache
+//! (`tree import` installs linux-source-X.Y when it is missing).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn series() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("zcsplice-test-cache")
+}
+
+/// Imports the tree and puts it back on its base commit, as a fresh import.
+fn fresh_tree(series_name: &str) -> PathBuf {
+    let out = ok(&zcsplice(
+        &["tree", "import", "--debian", series_name],
+        &series(),
+        &cache(),
+    ));
+    let t = PathBuf::from(out.trim());
+    let root = git(&t, &["rev-list", "--max-parents=0", "--all"]);
+    let branch = git(
+        &t,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)",
+            "--contains",
+            &root,
+            "refs/heads/",
+        ],
+    );
+    let main = branch
+        .lines()
+        .find(|b| !b.starts_with("zcsplice/"))
+        .unwrap()
+        .to_string();
+    git(&t, &["checkout", "-q", "-f", &main]);
+    for b in branch.lines().filter(|b| b.starts_with("zcsplice/")) {
+        git(&t, &["branch", "-q", "-D", b]);
+    }
+    git(&t, &["worktree", "prune"]);
+    git(&t, &["clean", "-q", "-fd"]);
+    t
+}
+
+fn facts(t: &Path) -> serde_json::Value {
+    let out = ok(&zcsplice(
+        &["probe", "--json", "--tree", t.to_str().unwrap()],
+        &series(),
+        &cache(),
+    ));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The whole cycle on one tree; returns the rendered patch files' names.
+fn cycle(series_name: &str, version: &str) -> Vec<String> {
+    let t = fresh_tree(series_name);
+    let ts = t.to_str().unwrap();
+    let base = git(&t, &["rev-parse", "HEAD"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("out");
+
+    let f = facts(&t);
+    assert_eq!(f["version"], version);
+    for (name, fact) in f["facts"].as_object().unwrap() {
+        let ev = fact["evidence"].as_str().unwrap();
+        assert!(!ev.is_empty(), "{name} has no evidence");
+    }
+
+    let before = repo_state(&t);
+    ok(&zcsplice(
+        &["render", "--tree", ts, "--out", out.to_str().unwrap()],
+        &series(),
+        &cache(),
+    ));
+    assert_eq!(
+        repo_state(&t),
+        before,
+        "render must not touch the repository"
+    );
+    let patches = patch_files(&out);
+    assert!(
+        patches.len() >= 5,
+        "only {} patches rendered",
+        patches.len()
+    );
+    let cover = std::fs::read_to_string(out.join("0000-cover-letter.patch")).unwrap();
+    assert!(cover.contains(&format!("base-commit: {base}")));
+    assert!(
+        cover.contains(&format!("Subject: [PATCH 0/{}]", patches.len())),
+        "{cover}"
+    );
+
+    let applied = ok(&zcsplice(&["apply", "--tree", ts], &series(), &cache()));
+    let branch = format!("zcsplice/{version}");
+    assert!(
+        applied.contains(&format!("{branch}: {} patches applied", patches.len())),
+        "{applied}"
+    );
+    assert_eq!(git(&t, &["symbolic-ref", "--short", "HEAD"]), branch);
+    assert_eq!(git(&t, &["status", "--porcelain"]), "");
+    let n = git(&t, &["rev-list", "--count", &format!("{base}..HEAD")]);
+    assert_eq!(n, patches.len().to_string());
+
+    let tree = git(&t, &["rev-parse", "HEAD^{tree}"]);
+    assert_eq!(
+        git_am_tree(&t, &base, &patches, scratch.path()),
+        tree,
+        "git am differs from apply"
+    );
+
+    // Idempotent: again on the up-to-date branch changes nothing.
+    let state = repo_state(&t);
+    let again = ok(&zcsplice(&["apply", "--tree", ts], &series(), &cache()));
+    assert!(again.contains("is up to date"), "{again}");
+    assert_eq!(repo_state(&t), state);
+
+    // Dirty tree: refused, nothing touched.
+    git(&t, &["checkout", "-q", &base]);
+    let victim = t.join("fs/splice.c");
+    let orig = std::fs::read_to_string(&victim).unwrap();
+    std::fs::write(&victim, format!("{orig}/* local */\n")).unwrap();
+    let dirty = repo_state(&t);
+    let o = zcsplice(
+        &["apply", "--tree", ts, "--branch", "zcsplice/dirty"],
+        &series(),
+        &cache(),
+    );
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("uncommitted changes (1 files: fs/splice.c)")
+    );
+    assert_eq!(repo_state(&t), dirty);
+    std::fs::write(&victim, orig).unwrap();
+
+    // A deliberately broken last patch: apply fails and changes nothing.
+    let broken = scratch.path().join("series");
+    for sub in ["patches", "templates"] {
+        copy_dir(&series().join(sub), &broken.join(sub));
+    }
+    let last = last_patch_file(&broken);
+    let text = std::fs::read_to_string(&last).unwrap();
+    let text = text.replacen(
+        "    anchor: |",
+        "    anchor: |\n      /* zcsplice: no such line */",
+        1,
+    );
+    std::fs::write(&last, text).unwrap();
+    let clean = repo_state(&t);
+    let o = zcsplice(
+        &["apply", "--tree", ts, "--branch", "zcsplice/broken"],
+        &broken,
+        &cache(),
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("anchor not found"), "{err}");
+    assert!(
+        err.contains(last.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(repo_state(&t), clean);
+
+    patches
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(p.file_name().unwrap()));
+        } else {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// The last patch of the manifest that has an anchored edit.
+fn last_patch_file(series: &Path) -> PathBuf {
+    let m: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(series.join("patches/series.yaml")).unwrap())
+            .unwrap();
+    m["patches"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|p| series.join("patches").join(p.as_str().unwrap()))
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("    anchor: |")
+        })
+        .unwrap()
+}
+
+#[test]
+fn debian_6_12() {
+    let t = fresh_tree("6.12");
+    let f = facts(&t)["facts"].clone();
+    assert_eq!(f["iter_pipe"]["value"], false);
+    assert_eq!(f["write_begin_folio"]["value"], true);
+    assert_eq!(f["write_begin_kiocb"]["value"], false);
+    assert_eq!(f["fault_in_iov_iter_readable"]["value"], true);
+    assert_eq!(f["pipe_buf_try_steal"]["value"], true);
+    assert_eq!(f["filemap_add_folio"]["value"], true);
+    assert_eq!(f["replace_page_cache_folio"]["value"], true);
+    assert_eq!(f["perform_write_prefaults"]["value"], true);
+    cycle("6.12", "6.12.117");
+}
+
+#[test]
+fn debian_6_1() {
+    let t = fresh_tree("6.1");
+    let f = facts(&t)["facts"].clone();
+    assert_eq!(f["iter_pipe"]["value"], true);
+    assert_eq!(f["write_begin_folio"]["value"], false);
+    assert_eq!(f["write_begin_kiocb"]["value"], false);
+    assert_eq!(f["fault_in_iov_iter_readable"]["value"], true);
+    assert_eq!(f["pipe_buf_try_steal"]["value"], true);
+    assert_eq!(f["filemap_add_folio"]["value"], true);
+    assert_eq!(f["replace_page_cache_folio"]["value"], false);
+    assert_eq!(f["perform_write_prefaults"]["value"], true);
+    cycle("6.1", "6.1.192");
+}
