@@ -1,13 +1,19 @@
 //! zcsplice: keeps the zero-copy splice-write series alive across kernels.
 
 mod apply;
+mod build;
+mod console;
+mod deps;
 mod edit;
 mod import;
+mod kconfig;
 mod probe;
 mod render;
+mod run;
 mod series;
 mod template;
 mod tree;
+mod vm;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -16,10 +22,15 @@ use std::process::ExitCode;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0    success
-  1    failure (bad series definition, probe error, ...)
+  0    success; for run: every test passed and the console is clean
+  1    failure: a guest test failed, a kernel report (BUG, WARNING, Oops,
+       KASAN, lockdep, kmemleak, hung task) or a panic, a kernel that does
+       not boot; or a bad series definition
   2    usage error
-  125  the series does not render or apply on this tree (git bisect run: skip)";
+  125  the series does not render or apply, or the kernel does not build
+       (git bisect run: skip)
+  128  the VM could not be started
+  129  timeout: the VM was killed";
 
 /// Exit code that makes `git bisect run` skip a commit.
 const EXIT_SKIP: u8 = 125;
@@ -69,6 +80,57 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Build the kernel out of tree (O= in the cache) from vm/config fragments.
+    Build(BuildArgs),
+    /// Build if needed, boot under virtme-ng, run the guest tests, give a verdict.
+    Run {
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Guest test to run (vm/tests/NAME.c); repeatable [default: all but selftest-*].
+        #[arg(long = "test", value_name = "NAME")]
+        tests: Vec<String>,
+        /// Hard limit for the whole VM run, in seconds.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// Guest memory (qemu -m).
+        #[arg(long, default_value = "2G")]
+        memory: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// The whole job on a fresh machine: install, import Debian's 6.12,
+    /// apply the series, build, boot, prove.
+    Demo {
+        /// Debian source series to use.
+        #[arg(long, default_value = "6.12")]
+        debian: String,
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Kernel tree: a git repository (see `tree import`).
+    #[arg(long, env = "ZCSPLICE_TREE")]
+    tree: PathBuf,
+    /// Branch to build [default: what is checked out]; another branch is
+    /// built from a worktree in the cache.
+    #[arg(long)]
+    branch: Option<String>,
+    /// Extra config fragment, applied after vm/config/*.config; repeatable.
+    #[arg(long = "config-fragment", value_name = "FILE")]
+    fragments: Vec<PathBuf>,
+    /// Build with KASAN (vm/config/kasan.config).
+    #[arg(long)]
+    kasan: bool,
+    /// Parallel make jobs [default: number of CPUs].
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -184,7 +246,77 @@ fn write_out(out: &Path, r: &render::Rendered, p: &probe::Probed) -> Result<()> 
     Ok(())
 }
 
-fn run(cli: &Cli) -> Result<()> {
+fn build_opts(b: &BuildArgs) -> build::BuildOpts {
+    build::BuildOpts {
+        branch: b.branch.clone(),
+        fragments: b.fragments.clone(),
+        kasan: b.kasan,
+        jobs: b
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    }
+}
+
+/// Builds, mapping a compiler failure to exit 125 (bisect: skip).
+fn do_build(cli: &Cli, b: &BuildArgs) -> Result<build::Built> {
+    let cache = cache_dir(cli)?;
+    let built =
+        build::build(&series_dir(cli), &cache, &b.tree, &build_opts(b)).map_err(untestable)?;
+    if built.up_to_date {
+        eprintln!("zcsplice: kernel up to date: {}", built.image.display());
+    } else {
+        eprintln!(
+            "zcsplice: built {} in {:.0} s ({} steps); log: {}",
+            built.image.display(),
+            built.seconds,
+            built.objects,
+            built.log.display()
+        );
+    }
+    Ok(built)
+}
+
+/// Builds and runs; returns the verdict's exit code.
+fn do_run(
+    cli: &Cli,
+    b: &BuildArgs,
+    opts: &run::RunOpts,
+    json: bool,
+    junit: Option<&Path>,
+) -> Result<u8> {
+    let built = do_build(cli, b)?;
+    let cache = cache_dir(cli)?;
+    let release = std::fs::read_to_string(built.outdir.join("include/config/kernel.release"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    let rel = built
+        .outdir
+        .strip_prefix(cache.join("build"))
+        .unwrap_or(&built.outdir)
+        .to_path_buf();
+    let logs = cache.join("runs").join(rel).join(stamp);
+    let report = run::run(
+        &series_dir(cli),
+        &cache,
+        &built.image,
+        &release,
+        &logs,
+        opts,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        run::print_table(&report);
+    }
+    if let Some(j) = junit {
+        run::write_junit(&report, j)?;
+    }
+    Ok(report.verdict.exit_code())
+}
+
+fn run(cli: &Cli) -> Result<u8> {
     match &cli.cmd {
         Cmd::Tree(TreeCmd::Import { debian, tarball }) => {
             let cache = cache_dir(cli)?;
@@ -196,10 +328,7 @@ fn run(cli: &Cli) -> Result<()> {
             println!("{}", path.display());
         }
         Cmd::Probe { tree, json } => {
-            let dir = series_dir(cli);
-            let series = series::Series::load(&dir)?;
-            let t = tree::Tree::open(&tree.tree, tree.base.as_deref())?;
-            let p = probe::probe(&t, &series.probes)?;
+            let (_, _, p) = load(cli, tree)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&p)?);
             } else {
@@ -239,17 +368,72 @@ fn run(cli: &Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Build(b) => {
+            let built = do_build(cli, b)?;
+            println!("{}", built.image.display());
+        }
+        Cmd::Run {
+            build,
+            tests,
+            timeout,
+            memory,
+            json,
+            junit,
+        } => {
+            let opts = run::RunOpts {
+                tests: tests.clone(),
+                timeout: std::time::Duration::from_secs(*timeout),
+                memory: memory.clone(),
+                cpus: 2,
+            };
+            return do_run(cli, build, &opts, *json, junit.as_deref());
+        }
+        Cmd::Demo { debian, timeout } => {
+            deps::ensure()?;
+            let cache = cache_dir(cli)?;
+            let tree = import::debian(debian, &cache)?;
+            eprintln!("zcsplice: tree {}", tree.display());
+            let targs = TreeArgs {
+                tree: tree.clone(),
+                base: None,
+            };
+            let (series, t, p) = load(cli, &targs)?;
+            let r = render::render(&series, &t, &p).map_err(untestable)?;
+            let branch = format!("zcsplice/{}", p.version);
+            apply::apply(&t, &r, &branch, false).map_err(untestable)?;
+            eprintln!(
+                "zcsplice: {branch}: {} patches applied at {}",
+                r.patches.len(),
+                r.tip()
+            );
+            let b = BuildArgs {
+                tree,
+                branch: Some(branch),
+                fragments: vec![],
+                kasan: false,
+                jobs: None,
+            };
+            let opts = run::RunOpts {
+                tests: vec![],
+                timeout: std::time::Duration::from_secs(*timeout),
+                memory: "2G".into(),
+                cpus: 2,
+            };
+            return do_run(cli, &b, &opts, false, None);
+        }
     }
-    Ok(())
+    Ok(0)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("zcsplice: error: {e:#}");
-            if e.downcast_ref::<Untestable>().is_some() {
+            if e.downcast_ref::<Untestable>().is_some()
+                || e.downcast_ref::<build::BuildFailed>().is_some()
+            {
                 ExitCode::from(EXIT_SKIP)
             } else {
                 ExitCode::FAILURE

@@ -1,0 +1,470 @@
+//! `zcsplice build`: an out-of-tree kernel build (`O=` in the cache, keyed
+//! by tree and branch) from a lean base config plus fragments from vm/,
+//! with ccache, a progress bar, a full log, and the first compiler error
+//! when it fails.
+
+use anyhow::{anyhow, bail, Context, Result};
+use git2::{ObjectType, Oid, Repository, StatusOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use regex::Regex;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::kconfig;
+
+pub struct BuildOpts {
+    /// Build this branch (a worktree in the cache when it is not checked out).
+    pub branch: Option<String>,
+    pub fragments: Vec<PathBuf>,
+    pub kasan: bool,
+    pub jobs: usize,
+}
+
+pub struct Built {
+    pub image: PathBuf,
+    pub outdir: PathBuf,
+    pub log: PathBuf,
+    /// Nothing had changed since the last successful build: make was not run.
+    pub up_to_date: bool,
+    pub seconds: f64,
+    pub objects: usize,
+}
+
+/// A build that failed in the compiler or linker (not in zcsplice).
+#[derive(Debug)]
+pub struct BuildFailed {
+    pub first_error: String,
+    pub log: PathBuf,
+}
+
+impl std::fmt::Display for BuildFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kernel build failed: {}\n  full log: {}",
+            self.first_error,
+            self.log.display()
+        )
+    }
+}
+impl std::error::Error for BuildFailed {}
+
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn hash(bytes: &[u8]) -> String {
+    Oid::hash_object(ObjectType::Blob, bytes)
+        .expect("hashing cannot fail")
+        .to_string()
+}
+
+/// Where the sources of `branch` are: the tree itself when that branch is
+/// checked out there, else a detached worktree in the cache (so switching
+/// between base and series never touches the tree's files or their mtimes).
+pub struct Source {
+    pub dir: PathBuf,
+    pub commit: Oid,
+    /// Names the build directory: the branch, or "HEAD".
+    pub key: String,
+}
+
+pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source> {
+    let repo =
+        Repository::open(tree).with_context(|| format!("{} is not a git tree", tree.display()))?;
+    let head = repo.head().context("the tree has no HEAD")?;
+    let head_commit = head.peel_to_commit()?.id();
+    let Some(branch) = branch else {
+        let key = head
+            .shorthand()
+            .filter(|_| head.is_branch())
+            .unwrap_or("HEAD")
+            .to_string();
+        return Ok(Source {
+            dir: tree.to_path_buf(),
+            commit: head_commit,
+            key,
+        });
+    };
+    let commit = repo
+        .revparse_single(branch)
+        .and_then(|o| o.peel_to_commit())
+        .with_context(|| {
+            format!(
+                "--branch {branch}: no such branch or commit in {}",
+                tree.display()
+            )
+        })?
+        .id();
+    if head.shorthand() == Some(branch)
+        || (!head.is_branch() && commit == head_commit && branch == "HEAD")
+    {
+        return Ok(Source {
+            dir: tree.to_path_buf(),
+            commit,
+            key: branch.to_string(),
+        });
+    }
+    let name = tree.file_name().unwrap_or_default().to_string_lossy();
+    let wt = cache
+        .join("worktrees")
+        .join(sanitize(&name))
+        .join(sanitize(branch));
+    let id = commit.to_string();
+    if !wt.join(".git").exists() {
+        std::fs::create_dir_all(wt.parent().unwrap())?;
+        eprintln!("zcsplice: checking out {branch} in {}", wt.display());
+        duct::cmd!("git", "-C", tree, "worktree", "prune").run()?;
+        duct::cmd!("git", "-C", tree, "worktree", "add", "--quiet", "--detach", &wt, &id)
+            .run()
+            .context("git worktree add failed")?;
+    } else {
+        let cur = duct::cmd!("git", "-C", &wt, "rev-parse", "HEAD").read()?;
+        if cur != id {
+            // Only files that differ are rewritten; the rest keep their mtimes.
+            duct::cmd!("git", "-C", &wt, "checkout", "--quiet", "--detach", "--force", &id)
+                .run()?;
+        }
+    }
+    Ok(Source {
+        dir: wt,
+        commit,
+        key: branch.to_string(),
+    })
+}
+
+fn is_clean(dir: &Path) -> Result<bool> {
+    let repo = Repository::open(dir)?;
+    let mut o = StatusOptions::new();
+    o.include_untracked(false).exclude_submodules(true);
+    let clean = repo.statuses(Some(&mut o))?.is_empty();
+    Ok(clean)
+}
+
+pub fn outdir(cache: &Path, tree: &Path, src: &Source, opts: &BuildOpts) -> Result<PathBuf> {
+    let mut key = sanitize(&src.key);
+    // kbuild records the source path in every command line: a worktree
+    // and the tree itself cannot share an output directory.
+    if src.dir != tree {
+        key.push_str("@worktree");
+    }
+    if opts.kasan {
+        key.push_str("+kasan");
+    }
+    if !opts.fragments.is_empty() {
+        let names: Vec<String> = opts
+            .fragments
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        key.push('+');
+        key.push_str(&hash(names.join("\n").as_bytes())[..8]);
+    }
+    let name = tree.file_name().unwrap_or_default().to_string_lossy();
+    Ok(cache.join("build").join(sanitize(&name)).join(key))
+}
+
+/// The fragments a build applies, in order: vm/config/base, debug, kasan, the user's.
+fn fragments(project: &Path, opts: &BuildOpts) -> Vec<PathBuf> {
+    let cfg = project.join("vm/config");
+    let mut v = vec![cfg.join("base.config"), cfg.join("debug.config")];
+    if opts.kasan {
+        v.push(cfg.join("kasan.config"));
+    }
+    v.extend(opts.fragments.iter().cloned());
+    v
+}
+
+fn make_vars(outdir: &Path, jobs: usize) -> Vec<String> {
+    let mut v = vec![
+        format!("O={}", outdir.display()),
+        format!("-j{jobs}"),
+        // Fixed build identity: same sources, same objects (ccache hits).
+        "KBUILD_BUILD_TIMESTAMP=2026-01-01".into(),
+        "KBUILD_BUILD_USER=zcsplice".into(),
+        "KBUILD_BUILD_HOST=zcsplice".into(),
+    ];
+    if which("ccache") {
+        v.push("CC=ccache gcc".into());
+    }
+    v
+}
+
+pub fn which(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+        .unwrap_or(false)
+}
+
+fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::File) -> Result<()> {
+    let run = |args: Vec<String>, log: &mut std::fs::File| -> Result<()> {
+        let out = duct::cmd("make", &args)
+            .dir(src)
+            .stderr_to_stdout()
+            .unchecked()
+            .run()?;
+        log.write_all(&out.stdout)?;
+        if !out.status.success() {
+            bail!(
+                "make {} failed:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(())
+    };
+    let o = format!("O={}", outdir.display());
+    run(vec![o.clone(), "x86_64_defconfig".into()], log)?;
+    let mut args = vec![
+        "-m".to_string(),
+        "-O".into(),
+        outdir.display().to_string(),
+        outdir.join(".config").display().to_string(),
+    ];
+    args.extend(frags.iter().map(|f| f.display().to_string()));
+    let out = duct::cmd(src.join("scripts/kconfig/merge_config.sh"), &args)
+        .dir(src)
+        .stderr_to_stdout()
+        .unchecked()
+        .run()?;
+    log.write_all(&out.stdout)?;
+    if !out.status.success() {
+        bail!(
+            "merge_config.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    run(vec![o, "olddefconfig".into()], log)?;
+    let mut requested = Vec::new();
+    for f in frags {
+        requested.extend(kconfig::parse_fragment(f)?);
+    }
+    let dot = kconfig::parse_dotconfig(&std::fs::read_to_string(outdir.join(".config"))?);
+    let bad = kconfig::unmet(&requested, &dot);
+    if !bad.is_empty() {
+        let lines: Vec<String> = bad
+            .iter()
+            .map(|(s, got)| {
+                format!(
+                    "  {}:{}: {}={} requested, the config has {got}",
+                    s.file.display(),
+                    s.line,
+                    s.name,
+                    s.value
+                )
+            })
+            .collect();
+        bail!(
+            "config fragments asked for options Kconfig did not give (missing dependencies?):\n{}",
+            lines.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// The first compiler or linker error in a build log, as `file:line:col: error: ...`.
+pub fn first_error(log: &str, src: &Path) -> String {
+    let gcc = Regex::new(r"^(.+?):(\d+):(\d+): (?:fatal )?error: (.*)$").unwrap();
+    let ld = Regex::new(r"(undefined reference to .*|multiple definition of .*)$").unwrap();
+    let prefix = format!("{}/", src.display());
+    for l in log.lines() {
+        if let Some(c) = gcc.captures(l) {
+            let file = c[1].strip_prefix(&prefix).unwrap_or(&c[1]);
+            return format!("{file}:{}:{}: error: {}", &c[2], &c[3], &c[4]);
+        }
+    }
+    if let Some(l) = log.lines().find(|l| ld.is_match(l)) {
+        return l.trim().to_string();
+    }
+    log.lines()
+        .find(|l| l.starts_with("make") && l.contains("***"))
+        .unwrap_or("no error message found in the log")
+        .to_string()
+}
+
+/// Objects a kbuild output line reports building (" CC  fs/splice.o").
+fn step_of(line: &str) -> Option<&str> {
+    let t = line.trim_start();
+    let (tool, rest) = t.split_once(char::is_whitespace)?;
+    let known = [
+        "CC", "AS", "LD", "AR", "HOSTCC", "HOSTLD", "OBJCOPY", "GEN", "CHK", "UPD", "SYNC", "VDSO",
+        "POLICY", "LDS", "BUILD", "MKPIGGY", "ZOFFSET", "VOFFSET", "RELOCS", "XZKERN", "GZIP",
+        "CPUSTR", "MKELF", "WRAP", "SYSHDR", "SYSTBL", "TOUCH", "KSYMS", "SORTTAB", "NM",
+        "MODPOST", "DESCEND", "INSTALL",
+    ];
+    (line.starts_with("  ") && known.contains(&tool)).then_some(rest.trim())
+}
+
+pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Result<Built> {
+    let start = Instant::now();
+    let src = source(tree, opts.branch.as_deref(), cache)?;
+    let outdir = outdir(cache, tree, &src, opts)?;
+    std::fs::create_dir_all(&outdir)?;
+    let image = outdir.join("arch/x86/boot/bzImage");
+    let log_path = outdir.join("zcsplice-build.log");
+    let frags = fragments(project, opts);
+
+    let mut cfg_text = String::new();
+    for f in &frags {
+        cfg_text.push_str(&format!("# {}\n", f.display()));
+        cfg_text.push_str(
+            &std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        );
+    }
+    let cfg_hash = hash(cfg_text.as_bytes());
+    let stamp = hash(format!("{}\n{cfg_hash}\n{:?}", src.commit, make_vars(&outdir, 0)).as_bytes());
+    let stamp_path = outdir.join("zcsplice-stamp");
+    let objcount_path = outdir.join("zcsplice-objects");
+    let prev_objects: Option<u64> = std::fs::read_to_string(&objcount_path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    if image.exists()
+        && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
+        && is_clean(&src.dir)?
+    {
+        return Ok(Built {
+            image,
+            outdir,
+            log: log_path,
+            up_to_date: true,
+            seconds: start.elapsed().as_secs_f64(),
+            objects: 0,
+        });
+    }
+    let _ = std::fs::remove_file(&stamp_path);
+
+    let mut log = std::fs::File::create(&log_path)?;
+    let cfg_stamp = outdir.join("zcsplice-config-hash");
+    if std::fs::read_to_string(&cfg_stamp).ok().as_deref() != Some(cfg_hash.as_str())
+        || !outdir.join(".config").exists()
+    {
+        eprintln!(
+            "zcsplice: configuring {} (O={})",
+            src.dir.display(),
+            outdir.display()
+        );
+        configure(&src.dir, &outdir, &frags, &mut log)?;
+        std::fs::write(&cfg_stamp, &cfg_hash)?;
+    }
+
+    let pb = match prev_objects {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} objects  {msg}",
+            )
+            .unwrap(),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} objects  {msg}")
+                .unwrap(),
+        ),
+    };
+    pb.enable_steady_tick(Duration::from_millis(200));
+    let mut args = make_vars(&outdir, opts.jobs);
+    args.push("bzImage".into());
+    let reader = duct::cmd("make", &args)
+        .dir(&src.dir)
+        .env("CCACHE_BASEDIR", &src.dir)
+        .stderr_to_stdout()
+        .unchecked()
+        .reader()?;
+    let mut lines = BufReader::new(&reader);
+    let mut objects = 0usize;
+    let mut buf = Vec::new();
+    let mut last_report = Instant::now();
+    loop {
+        buf.clear();
+        if lines.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        log.write_all(&buf)?;
+        let line = String::from_utf8_lossy(&buf);
+        if let Some(step) = step_of(&line) {
+            objects += 1;
+            pb.inc(1);
+            pb.set_message(format!(
+                "{} {step}",
+                line.split_whitespace().next().unwrap_or("")
+            ));
+            if pb.is_hidden() && last_report.elapsed() > Duration::from_secs(60) {
+                eprintln!(
+                    "zcsplice: build: {objects} objects, {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
+                last_report = Instant::now();
+            }
+        }
+    }
+    let status = reader
+        .try_wait()?
+        .map(|o| o.status)
+        .ok_or_else(|| anyhow!("make did not exit"))?;
+    pb.finish_and_clear();
+    drop(log);
+    if !status.success() || !image.exists() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        return Err(BuildFailed {
+            first_error: first_error(&text, &src.dir),
+            log: log_path,
+        }
+        .into());
+    }
+    if prev_objects.is_none() || objects as u64 > prev_objects.unwrap_or(0) {
+        std::fs::write(&objcount_path, objects.to_string())?;
+    }
+    if is_clean(&src.dir)? {
+        std::fs::write(&stamp_path, &stamp)?;
+    }
+    Ok(Built {
+        image,
+        outdir,
+        log: log_path,
+        up_to_date: false,
+        seconds: start.elapsed().as_secs_f64(),
+        objects,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_error_finds_the_compiler_error() {
+        let log = "  CC      fs/pipe.o\n/k/src/fs/splice.c: In function 'f':\n\
+                   /k/src/fs/splice.c:42:9: error: 'x' undeclared (first use in this function)\n\
+                   /k/src/fs/splice.c:50:1: error: second\nmake[3]: *** [x] Error 1\n";
+        assert_eq!(
+            first_error(log, Path::new("/k/src")),
+            "fs/splice.c:42:9: error: 'x' undeclared (first use in this function)"
+        );
+    }
+
+    #[test]
+    fn first_error_falls_back_to_linker_then_make() {
+        let log = "  LD      vmlinux.o\nld: mm/filemap.o: in function `f':\nfilemap.c:(.text+0x1): undefined reference to `g'\nmake[2]: *** [vmlinux] Error 1\n";
+        assert_eq!(
+            first_error(log, Path::new("/x")),
+            "filemap.c:(.text+0x1): undefined reference to `g'"
+        );
+        assert_eq!(
+            first_error("make[1]: *** [all] Error 2\n", Path::new("/x")),
+            "make[1]: *** [all] Error 2"
+        );
+    }
+
+    #[test]
+    fn steps_are_recognised() {
+        assert_eq!(step_of("  CC      fs/splice.o\n"), Some("fs/splice.o"));
+        assert_eq!(step_of("fs/splice.c:1: warning: x"), None);
+    }
+}

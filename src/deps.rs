@@ -1,0 +1,81 @@
+//! What a fresh Debian machine needs for the kernel loop, installed on demand.
+
+use anyhow::{bail, Context, Result};
+
+use crate::build::which;
+
+/// Debian packages: kernel build, guest boot, guest tests.
+pub const DEBIAN: &[&str] = &[
+    "build-essential",
+    "flex",
+    "bison",
+    "bc",
+    "cpio",
+    "kmod",
+    "dwarves",
+    "libelf-dev",
+    "libssl-dev",
+    "ccache",
+    "qemu-system-x86",
+    "busybox-static",
+    "e2fsprogs",
+    "fio",
+    "stress-ng",
+    "git",
+];
+
+fn is_root() -> bool {
+    duct::cmd!("id", "-u")
+        .read()
+        .map(|u| u == "0")
+        .unwrap_or(false)
+}
+
+fn missing_debs() -> Vec<&'static str> {
+    DEBIAN
+        .iter()
+        .copied()
+        .filter(|p| {
+            !duct::cmd!("dpkg-query", "-W", "-f=${Status}", p)
+                .stderr_null()
+                .read()
+                .map(|s| s.contains("ok installed"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Installs missing Debian packages and virtme-ng; says what it does.
+pub fn ensure() -> Result<()> {
+    let missing = missing_debs();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "missing Debian packages: {}; install them with sudo apt-get install",
+                missing.join(" ")
+            );
+        }
+        eprintln!("zcsplice: installing {}", missing.join(" "));
+        duct::cmd!("apt-get", "update", "-qq")
+            .stdout_to_stderr()
+            .run()?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(missing.iter());
+        duct::cmd("apt-get", &args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout_to_stderr()
+            .run()
+            .context("apt-get install failed")?;
+    }
+    if !which("vng") {
+        eprintln!("zcsplice: installing virtme-ng (pip)");
+        duct::cmd!("python3", "-m", "pip", "install", "--quiet", "virtme-ng")
+            .stdout_to_stderr()
+            .run()
+            .context("pip install virtme-ng failed")?;
+        if !which("vng") {
+            bail!("virtme-ng is installed but `vng` is not on PATH; add pip's script directory to PATH");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! `zcsplice run`: boot a built kernel under virtme-ng, run the guest tests
+//! from vm/tests, and turn test results plus the console into one verdict.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::console::{self, Splat};
+use crate::vm;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    /// A test failed, or the console shows a kernel report.
+    Fail,
+    /// The guest kernel panicked.
+    Crash,
+    /// The kernel started but never reached the test runner.
+    BootFailed,
+    /// The VM itself could not be started (qemu/vng error).
+    VmFailed,
+    /// The hard timeout fired; the VM was killed.
+    Timeout,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Fail | Verdict::Crash | Verdict::BootFailed => 1,
+            Verdict::VmFailed => 128,
+            Verdict::Timeout => 129,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Crash => "crash",
+            Verdict::BootFailed => "boot-failed",
+            Verdict::VmFailed => "vm-failed",
+            Verdict::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub name: String,
+    /// pass, fail, skip, or incomplete (the guest died or was killed first).
+    pub result: String,
+    pub seconds: f64,
+    pub output: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub kernel: String,
+    pub accel: String,
+    pub accel_reason: String,
+    pub tests: Vec<TestResult>,
+    pub splats: Vec<Splat>,
+    pub seconds: f64,
+    pub logs: PathBuf,
+    /// Processes of the VM still alive after it was stopped (should be none).
+    pub leftovers: Vec<i32>,
+    /// vng's exit code (None when it was killed).
+    pub vm_exit_code: Option<i32>,
+}
+
+pub struct RunOpts {
+    pub tests: Vec<String>,
+    pub timeout: Duration,
+    pub memory: String,
+    pub cpus: u32,
+}
+
+/// Guest test names: every vm/tests/*.c (selftests only when asked by name).
+pub fn available_tests(project: &Path) -> Result<Vec<String>> {
+    let dir = project.join("vm/tests");
+    let mut v: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let stem = p.file_stem()?.to_string_lossy().to_string();
+            (p.extension()? == "c").then_some(stem)
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Compiles the guest tests statically (they run on the guest's kernel
+/// with the host's root filesystem, so no library version can differ).
+fn compile_tests(project: &Path, names: &[String], bindir: &Path) -> Result<()> {
+    std::fs::create_dir_all(bindir)?;
+    for n in names {
+        let src = project.join("vm/tests").join(format!("{n}.c"));
+        let bin = bindir.join(n);
+        let fresh = match (std::fs::metadata(&src), std::fs::metadata(&bin)) {
+            (Ok(s), Ok(b)) => b.modified()? >= s.modified()?,
+            (Err(_), _) => bail!("no guest test {n} ({} does not exist)", src.display()),
+            _ => false,
+        };
+        if fresh {
+            continue;
+        }
+        let out = duct::cmd!("gcc", "-static", "-O2", "-Wall", "-Werror", "-o", &bin, &src)
+            .stderr_to_stdout()
+            .unchecked()
+            .run()?;
+        if !out.status.success() {
+            bail!(
+                "guest test {n} does not compile:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn read_results(res: &Path, names: &[String]) -> Vec<TestResult> {
+    names
+        .iter()
+        .map(|n| {
+            let output = std::fs::read_to_string(res.join(format!("{n}.out"))).unwrap_or_default();
+            let r = std::fs::read_to_string(res.join(format!("{n}.result"))).unwrap_or_default();
+            let mut it = r.split_whitespace();
+            let result = it.next().unwrap_or("incomplete").to_string();
+            let seconds = it.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+            TestResult {
+                name: n.clone(),
+                result,
+                seconds,
+                output,
+            }
+        })
+        .collect()
+}
+
+pub fn verdict(timed_out: bool, console: &str, tests: &[TestResult], splats: &[Splat]) -> Verdict {
+    if timed_out {
+        Verdict::Timeout
+    } else if console::panicked(console) {
+        Verdict::Crash
+    } else if !console::booted(console) {
+        if console.contains("Linux version") {
+            Verdict::BootFailed
+        } else {
+            Verdict::VmFailed
+        }
+    } else if !splats.is_empty()
+        || tests
+            .iter()
+            .any(|t| t.result != "pass" && t.result != "skip")
+    {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// Boots `image` and runs the tests; `logs` receives console.log and the results.
+pub fn run(
+    project: &Path,
+    cache: &Path,
+    image: &Path,
+    kernel: &str,
+    logs: &Path,
+    opts: &RunOpts,
+) -> Result<Report> {
+    let names = if opts.tests.is_empty() {
+        available_tests(project)?
+            .into_iter()
+            .filter(|n| !n.starts_with("selftest-"))
+            .collect()
+    } else {
+        opts.tests.clone()
+    };
+    let bindir = cache.join("guest-bin");
+    compile_tests(project, &names, &bindir)?;
+    std::fs::create_dir_all(logs)?;
+    let logs = logs.canonicalize()?;
+
+    let kvm = vm::probe_kvm(image, cache, Duration::from_secs(15));
+    let accel = if kvm.usable { "kvm" } else { "tcg" };
+    if !kvm.usable {
+        eprintln!(
+            "zcsplice: KVM not usable ({}); using TCG emulation",
+            kvm.reason
+        );
+    }
+    let runner = project.join("vm/guest/run-tests.sh").canonicalize()?;
+    let mut exec = format!(
+        "sh {} {} {}",
+        runner.display(),
+        logs.display(),
+        bindir.canonicalize()?.display()
+    );
+    for n in &names {
+        exec.push(' ');
+        exec.push_str(n);
+    }
+    let mut cmd = Command::new("vng");
+    cmd.arg("--run")
+        .arg(image)
+        .args([
+            "--verbose",
+            "--cpus",
+            &opts.cpus.to_string(),
+            "--memory",
+            &opts.memory,
+        ])
+        .arg("--rwdir")
+        .arg(&logs)
+        .args(["--append", "printk.time=1", "--exec", &exec])
+        .current_dir(&logs);
+    if !kvm.usable {
+        cmd.arg("--disable-kvm");
+    }
+    let console_path = logs.join("console.log");
+    let finished = vm::run_with_timeout(&mut cmd, &console_path, opts.timeout)
+        .context("cannot start vng (is virtme-ng installed? `pip install virtme-ng`)")?;
+    let console = String::from_utf8_lossy(&std::fs::read(&console_path)?).to_string();
+    let tests = read_results(&logs, &names);
+    let splats = console::splats(&console);
+    let verdict = verdict(finished.timed_out, &console, &tests, &splats);
+    let report = Report {
+        verdict,
+        kernel: kernel.to_string(),
+        accel: accel.to_string(),
+        accel_reason: kvm.reason,
+        tests,
+        splats,
+        seconds: finished.seconds,
+        logs: logs.clone(),
+        leftovers: finished.leftovers,
+        vm_exit_code: finished.code,
+    };
+    std::fs::write(
+        logs.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}
+
+pub fn print_table(r: &Report) {
+    println!(
+        "kernel {} under {} ({})",
+        r.kernel,
+        r.accel.to_uppercase(),
+        r.accel_reason
+    );
+    let w = r
+        .tests
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:w$}  {:10}  {:>8}", "TEST", "RESULT", "SECONDS");
+    for t in &r.tests {
+        println!("{:w$}  {:10}  {:>8.1}", t.name, t.result, t.seconds);
+    }
+    for t in r.tests.iter().filter(|t| t.result == "fail") {
+        println!("\n--- output of {} ---\n{}", t.name, t.output.trim_end());
+    }
+    for s in &r.splats {
+        let during = s
+            .test
+            .as_deref()
+            .map(|t| format!(" (during {t})"))
+            .unwrap_or_default();
+        println!("\n--- kernel report: {}{during} ---\n{}", s.kind, s.text);
+    }
+    if !r.leftovers.is_empty() {
+        println!(
+            "\nwarning: VM processes still alive after the run: {:?}",
+            r.leftovers
+        );
+    }
+    let why = match r.verdict {
+        Verdict::Timeout => " (hard timeout: the VM and all its processes were killed)",
+        Verdict::VmFailed => " (the VM did not start: see console.log)",
+        Verdict::BootFailed => " (the kernel never reached the test runner)",
+        _ => "",
+    };
+    println!(
+        "\nverdict: {}{why} after {:.0} s\nlogs: {}",
+        r.verdict.as_str(),
+        r.seconds,
+        r.logs.display()
+    );
+}
+
+/// JUnit XML, one testcase per guest test, plus one for the console.
+pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
+    use quick_xml::events::{BytesCData, BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    let failures = r
+        .tests
+        .iter()
+        .filter(|t| t.result == "fail" || t.result == "incomplete")
+        .count()
+        + usize::from(!r.splats.is_empty());
+    let skipped = r.tests.iter().filter(|t| t.result == "skip").count();
+    let mut suite = BytesStart::new("testsuite");
+    suite.push_attribute(("name", format!("zcsplice {}", r.kernel).as_str()));
+    suite.push_attribute(("tests", (r.tests.len() + 1).to_string().as_str()));
+    suite.push_attribute(("failures", failures.to_string().as_str()));
+    suite.push_attribute(("skipped", skipped.to_string().as_str()));
+    suite.push_attribute(("time", format!("{:.1}", r.seconds).as_str()));
+    w.write_event(Event::Start(suite))?;
+    let mut case = |name: &str,
+                    secs: f64,
+                    failure: Option<(&str, &str)>,
+                    skip: bool,
+                    out: &str|
+     -> Result<()> {
+        let mut c = BytesStart::new("testcase");
+        c.push_attribute(("classname", "zcsplice.guest"));
+        c.push_attribute(("name", name));
+        c.push_attribute(("time", format!("{secs:.1}").as_str()));
+        w.write_event(Event::Start(c))?;
+        if let Some((msg, text)) = failure {
+            let mut f = BytesStart::new("failure");
+            f.push_attribute(("message", msg));
+            w.write_event(Event::Start(f))?;
+            w.write_event(Event::Text(BytesText::new(text)))?;
+            w.write_event(Event::End(BytesEnd::new("failure")))?;
+        }
+        if skip {
+            w.write_event(Event::Empty(BytesStart::new("skipped")))?;
+        }
+        if !out.is_empty() {
+            w.write_event(Event::Start(BytesStart::new("system-out")))?;
+            w.write_event(Event::CData(BytesCData::new(
+                out.replace("]]>", "]]]]><![CDATA[>"),
+            )))?;
+            w.write_event(Event::End(BytesEnd::new("system-out")))?;
+        }
+        w.write_event(Event::End(BytesEnd::new("testcase")))?;
+        Ok(())
+    };
+    for t in &r.tests {
+        let fail = matches!(t.result.as_str(), "fail" | "incomplete")
+            .then_some((t.result.as_str(), t.output.as_str()));
+        case(&t.name, t.seconds, fail, t.result == "skip", &t.output)?;
+    }
+    let reports: Vec<String> = r.splats.iter().map(|s| s.text.clone()).collect();
+    let text = reports.join("\n\n");
+    let msg = format!(
+        "{} kernel report(s); verdict {}",
+        r.splats.len(),
+        r.verdict.as_str()
+    );
+    case(
+        "console",
+        0.0,
+        (!r.splats.is_empty()).then_some((msg.as_str(), text.as_str())),
+        false,
+        "",
+    )?;
+    w.write_event(Event::End(BytesEnd::new("testsuite")))?;
+    std::fs::write(path, w.into_inner())?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! The kernel loop for real: Debian's 6.12 with the series applied is
+//! built, booted under virtme-ng and judged; the harness's selftests prove
+//! that a panic, a hang, a WARNING and a compile error each give the right
+//! verdict and exit code. Needs the kernel-loop packages (tests/run.sh).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn series() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("zcsplice-loop-cache")
+}
+
+/// The 6.12 tree with the series applied and checked out.
+fn patched_tree() -> PathBuf {
+    let out = ok(&zcsplice(
+        &["tree", "import", "--debian", "6.12"],
+        &series(),
+        &cache(),
+    ));
+    let t = PathBuf::from(out.trim());
+    git(&t, &["checkout", "-q", "-f", "."]);
+    let o = zcsplice(
+        &["apply", "--tree", t.to_str().unwrap(), "--force"],
+        &series(),
+        &cache(),
+    );
+    ok(&o);
+    t
+}
+
+fn run_json(t: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec!["run", "--tree", t.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let o = zcsplice(&args, &series(), &cache());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code(), v)
+}
+
+fn qemu_processes_for(image_dir: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(image_dir) && (cmd.contains("qemu") || cmd.contains("virtiofsd")))
+                .then_some(cmd)
+        })
+        .collect()
+}
+
+#[test]
+fn kernel_loop_on_6_12() {
+    let t = patched_tree();
+    let ts = t.to_str().unwrap();
+
+    // The series' own tests: pass with a clean console.
+    let (code, r) = run_json(&t, &[]);
+    assert_eq!(r["verdict"], "pass", "{r:#}");
+    assert_eq!(code, Some(0));
+    assert!(r["splats"].as_array().unwrap().is_empty());
+    let tests = r["tests"].as_array().unwrap();
+    assert!(!tests.is_empty());
+    assert!(tests.iter().all(|t| t["result"] == "pass"), "{r:#}");
+    assert!(r["kernel"].as_str().unwrap().starts_with("6.12.117"));
+    let junit = cache().join("junit.xml");
+    let o = zcsplice(
+        &["run", "--tree", ts, "--junit", junit.to_str().unwrap()],
+        &series(),
+        &cache(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"zcsplice 6.12.117"), "{xml}");
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+
+    // A WARNING fails a run whose tests all passed.
+    let (code, r) = run_json(&t, &["--test", "selftest-warn"]);
+    assert_eq!(r["verdict"], "fail", "{r:#}");
+    assert_eq!(code, Some(1));
+    assert_eq!(r["tests"][0]["result"], "pass");
+    let splats = r["splats"].as_array().unwrap();
+    assert!(
+        splats
+            .iter()
+            .any(|s| s["kind"] == "WARNING" && s["test"] == "selftest-warn"),
+        "{r:#}"
+    );
+
+    // A panic is a crash, with the panic text.
+    let (code, r) = run_json(&t, &["--test", "selftest-panic"]);
+    assert_eq!(r["verdict"], "crash", "{r:#}");
+    assert_eq!(code, Some(1));
+    let panic = r["splats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "panic")
+        .cloned();
+    assert!(
+        panic.unwrap()["title"]
+            .as_str()
+            .unwrap()
+            .contains("sysrq triggered crash"),
+        "{r:#}"
+    );
+
+    // A hang is a timeout, and nothing of the VM is left running.
+    let (code, r) = run_json(&t, &["--test", "selftest-hang", "--timeout", "90"]);
+    assert_eq!(r["verdict"], "timeout", "{r:#}");
+    assert_eq!(code, Some(129));
+    assert!(r["leftovers"].as_array().unwrap().is_empty(), "{r:#}");
+    let logs = r["logs"].as_str().unwrap();
+    assert!(
+        qemu_processes_for(logs).is_empty(),
+        "{:?}",
+        qemu_processes_for(logs)
+    );
+
+    // A kernel that does not compile: exit 125 and the first error.
+    let victim = t.join("fs/splice.c");
+    let orig = std::fs::read_to_string(&victim).unwrap();
+    std::fs::write(&victim, format!("{orig}\nint zcsplice_broken = ;\n")).unwrap();
+    let o = zcsplice(&["build", "--tree", ts], &series(), &cache());
+    std::fs::write(&victim, &orig).unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = orig.lines().count() + 2;
+    assert!(err.contains(&format!("fs/splice.c:{line}:")), "{err}");
+    assert!(err.contains("error: expected expression"), "{err}");
+}
