@@ -370,3 +370,66 @@ pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
     std::fs::write(path, w.into_inner())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real consoles captured from `zcsplice run` on Debian's 6.12 under TCG.
+    const CLEAN: &str = include_str!("../tests/fixtures/console/clean-6.12.log");
+    const WARN: &str = include_str!("../tests/fixtures/console/warn-6.12.log");
+    const PANIC: &str = include_str!("../tests/fixtures/console/panic-6.12.log");
+    const HANG: &str = include_str!("../tests/fixtures/console/hang-6.12.log");
+
+    fn t(name: &str, result: &str) -> TestResult {
+        TestResult {
+            name: name.into(),
+            result: result.into(),
+            seconds: 1.0,
+            output: String::new(),
+        }
+    }
+
+    #[test]
+    fn clean_console_passes() {
+        let s = console::splats(CLEAN);
+        assert!(s.is_empty(), "{s:?}");
+        assert_eq!(verdict(false, CLEAN, &[t("splice-basic", "pass")], &s), Verdict::Pass);
+        assert_eq!(verdict(false, CLEAN, &[t("splice-basic", "fail")], &s), Verdict::Fail);
+    }
+
+    #[test]
+    fn warning_fails_a_passing_run() {
+        let s = console::splats(WARN);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].kind, "WARNING");
+        assert_eq!(s[0].test.as_deref(), Some("selftest-warn"));
+        assert!(s[0].title.contains("lkdtm"), "{}", s[0].title);
+        assert!(s[0].text.contains("---[ end trace"));
+        assert_eq!(verdict(false, WARN, &[t("selftest-warn", "pass")], &s), Verdict::Fail);
+    }
+
+    #[test]
+    fn panic_is_a_crash() {
+        let s = console::splats(PANIC);
+        let p = s.iter().find(|s| s.kind == "panic").expect("panic report");
+        assert_eq!(p.title, "Kernel panic - not syncing: sysrq triggered crash");
+        assert_eq!(p.test.as_deref(), Some("selftest-panic"));
+        assert_eq!(verdict(false, PANIC, &[t("selftest-panic", "incomplete")], &s), Verdict::Crash);
+    }
+
+    #[test]
+    fn hang_is_a_timeout_and_not_a_crash() {
+        let s = console::splats(HANG);
+        assert!(s.is_empty(), "{s:?}");
+        assert!(console::booted(HANG));
+        assert_eq!(verdict(true, HANG, &[t("selftest-hang", "incomplete")], &s), Verdict::Timeout);
+    }
+
+    #[test]
+    fn no_kernel_output_is_a_vm_failure_and_no_userspace_a_boot_failure() {
+        assert_eq!(verdict(false, "qemu: could not open kernel\n", &[], &[]), Verdict::VmFailed);
+        let head: String = CLEAN.lines().take(40).map(|l| format!("{l}\n")).collect();
+        assert_eq!(verdict(false, &head, &[], &[]), Verdict::BootFailed);
+    }
+}
