@@ -92,7 +92,7 @@ fn cycle(series_name: &str, version: &str) -> Vec<String> {
     let cover = std::fs::read_to_string(out.join("0000-cover-letter.patch")).unwrap();
     assert!(cover.contains(&format!("base-commit: {base}")));
     assert!(
-        cover.contains(&format!("Subject: [PATCH 0/{}]", patches.len())),
+        cover.contains(&format!(" 0/{}] ", patches.len())),
         "{cover}"
     );
 

@@ -46,7 +46,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 /// Every ref, HEAD, the index and the work tree, as one comparable string.
 pub fn repo_state(dir: &Path) -> String {
     let refs = git(dir, &["for-each-ref", "--format=%(refname) %(objectname)"]);
-    let head = git(dir, &["symbolic-ref", "-q", "HEAD"]);
+    let head = git(dir, &["rev-parse", "--symbolic-full-name", "HEAD"]);
     let head_id = git(dir, &["rev-parse", "HEAD"]);
     let index = git(dir, &["write-tree"]);
     let status = git(dir, &["status", "--porcelain", "--untracked-files=all"]);
