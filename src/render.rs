@@ -109,8 +109,23 @@ impl Files<'_> {
 /// The files one patch changes, with their new contents.
 type Change = BTreeMap<String, String>;
 
+/// A patch's subject for this tree (subjects are templates too).
+fn subject(def: &PatchDef, tpl: &Templates, ctx: &Value) -> Result<String> {
+    let pfile = def.path.display().to_string();
+    let s = tpl.inline(&pfile, def.subject_line, &def.subject, ctx)?;
+    let s = s.trim();
+    if s.is_empty() || s.contains('\n') {
+        bail!(
+            "{pfile}:{}: the subject must be one non-empty line",
+            def.subject_line
+        );
+    }
+    Ok(s.to_string())
+}
+
 fn render_patch(
     def: &PatchDef,
+    subject: &str,
     tpl: &Templates,
     ctx: &Value,
     files: &mut Files,
@@ -134,13 +149,11 @@ fn render_patch(
         let new = match (e.at, current) {
             (At::Create, None) => text,
             (At::Create, Some(_)) => bail!(
-                "{loc}: patch \"{}\": {} already exists; `at: create` makes new files only",
-                def.subject,
+                "{loc}: patch \"{subject}\": {} already exists; `at: create` makes new files only",
                 e.file
             ),
             (_, None) => bail!(
-                "{loc}: patch \"{}\": {} does not exist in this tree",
-                def.subject,
+                "{loc}: patch \"{subject}\": {} does not exist in this tree",
                 e.file
             ),
             (at, Some(cur)) => {
@@ -148,8 +161,7 @@ fn render_patch(
                     tpl.inline(&pfile, e.anchor_line, e.anchor.as_deref().unwrap(), ctx)?;
                 edit::apply(&cur, at, &anchor, &text).map_err(|err| {
                     anyhow!(
-                        "{loc}: patch \"{}\": {}: {err}\n  anchor:\n{}",
-                        def.subject,
+                        "{loc}: patch \"{subject}\": {}: {err}\n  anchor:\n{}",
                         e.file,
                         anchor
                             .lines()
@@ -269,28 +281,24 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
     let mut excluded = Vec::new();
     for def in &series.patches {
         let origin = def.path.display().to_string();
+        let subject = subject(def, &tpl, &ctx)?;
         if let Some(w) = &def.when {
             if !tpl.condition(&origin, w, &ctx)? {
                 let reason = def
                     .skip_reason
                     .clone()
                     .unwrap_or_else(|| format!("`{w}` is false"));
-                excluded.push(Excluded {
-                    subject: def.subject.clone(),
-                    reason,
-                });
+                excluded.push(Excluded { subject, reason });
                 continue;
             }
         }
-        let (body, change) = render_patch(def, &tpl, &ctx, &mut files)?;
+        let (body, change) = render_patch(def, &subject, &tpl, &ctx, &mut files)?;
         if change.is_empty() {
-            excluded.push(Excluded {
-                subject: def.subject.clone(),
-                reason: "no edit applies to this tree".into(),
-            });
+            let reason = "no edit applies to this tree".into();
+            excluded.push(Excluded { subject, reason });
             continue;
         }
-        included.push((def, body, change));
+        included.push((def, subject, body, change));
     }
 
     let base_commit = repo.find_commit(tree.base)?;
@@ -298,11 +306,11 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
     let total = included.len();
     let mut parent = base_commit;
     let mut patches = Vec::new();
-    for (i, (def, body, change)) in included.into_iter().enumerate() {
+    for (i, (def, subject, body, change)) in included.into_iter().enumerate() {
         let parent_tree = parent.tree()?;
         let tree_id = write_tree(repo, &parent_tree, &change)?;
         let new_tree = repo.find_tree(tree_id)?;
-        let msg = commit_message(&def.subject, &body, &def.trailers);
+        let msg = commit_message(&subject, &body, &def.trailers);
         let id = repo.commit(None, &sig, &sig, &msg, &new_tree, &[&parent])?;
         let d = diff(repo, &parent_tree, &new_tree)?;
         let mut email = email_header(
@@ -318,7 +326,7 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         email.push_str(&format!("-- \nzcsplice {}\n\n", env!("CARGO_PKG_VERSION")));
         patches.push(RenderedPatch {
             number: i + 1,
-            subject: def.subject.clone(),
+            subject,
             commit: id,
             email,
         });

@@ -394,8 +394,14 @@ mod tests {
     fn clean_console_passes() {
         let s = console::splats(CLEAN);
         assert!(s.is_empty(), "{s:?}");
-        assert_eq!(verdict(false, CLEAN, &[t("splice-basic", "pass")], &s), Verdict::Pass);
-        assert_eq!(verdict(false, CLEAN, &[t("splice-basic", "fail")], &s), Verdict::Fail);
+        assert_eq!(
+            verdict(false, CLEAN, &[t("splice-basic", "pass")], &s),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(false, CLEAN, &[t("splice-basic", "fail")], &s),
+            Verdict::Fail
+        );
     }
 
     #[test]
@@ -406,7 +412,10 @@ mod tests {
         assert_eq!(s[0].test.as_deref(), Some("selftest-warn"));
         assert!(s[0].title.contains("lkdtm"), "{}", s[0].title);
         assert!(s[0].text.contains("---[ end trace"));
-        assert_eq!(verdict(false, WARN, &[t("selftest-warn", "pass")], &s), Verdict::Fail);
+        assert_eq!(
+            verdict(false, WARN, &[t("selftest-warn", "pass")], &s),
+            Verdict::Fail
+        );
     }
 
     #[test]
@@ -415,7 +424,10 @@ mod tests {
         let p = s.iter().find(|s| s.kind == "panic").expect("panic report");
         assert_eq!(p.title, "Kernel panic - not syncing: sysrq triggered crash");
         assert_eq!(p.test.as_deref(), Some("selftest-panic"));
-        assert_eq!(verdict(false, PANIC, &[t("selftest-panic", "incomplete")], &s), Verdict::Crash);
+        assert_eq!(
+            verdict(false, PANIC, &[t("selftest-panic", "incomplete")], &s),
+            Verdict::Crash
+        );
     }
 
     #[test]
@@ -423,12 +435,18 @@ mod tests {
         let s = console::splats(HANG);
         assert!(s.is_empty(), "{s:?}");
         assert!(console::booted(HANG));
-        assert_eq!(verdict(true, HANG, &[t("selftest-hang", "incomplete")], &s), Verdict::Timeout);
+        assert_eq!(
+            verdict(true, HANG, &[t("selftest-hang", "incomplete")], &s),
+            Verdict::Timeout
+        );
     }
 
     #[test]
     fn no_kernel_output_is_a_vm_failure_and_no_userspace_a_boot_failure() {
-        assert_eq!(verdict(false, "qemu: could not open kernel\n", &[], &[]), Verdict::VmFailed);
+        assert_eq!(
+            verdict(false, "qemu: could not open kernel\n", &[], &[]),
+            Verdict::VmFailed
+        );
         let head: String = CLEAN.lines().take(40).map(|l| format!("{l}\n")).collect();
         assert_eq!(verdict(false, &head, &[], &[]), Verdict::BootFailed);
     }

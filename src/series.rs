@@ -92,7 +92,9 @@ pub struct PatchDef {
     /// The definition file, relative to the series root, for messages.
     #[serde(skip)]
     pub path: PathBuf,
-    /// Line where the body template starts (filled in).
+    /// Lines where the subject and body templates start (filled in).
+    #[serde(skip)]
+    pub subject_line: usize,
     #[serde(skip)]
     pub body_line: usize,
 }
@@ -143,6 +145,7 @@ impl Series {
                 e.text_line = value_line(&text, line, "text");
                 check_edit(&rel, e)?;
             }
+            def.subject_line = value_line(&text, 1, "subject");
             def.body_line = value_line(&text, 1, "body");
             def.path = rel;
             patches.push(def);
