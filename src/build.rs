@@ -173,10 +173,14 @@ pub fn outdir(cache: &Path, tree: &Path, src: &Source, opts: &BuildOpts) -> Resu
     Ok(cache.join("build").join(sanitize(&name)).join(key))
 }
 
-/// The fragments a build applies, in order: vm/config/base, debug, kasan, the user's.
+/// The fragments a build applies, in order: vm/config/base, debug, series, kasan, the user's.
 fn fragments(project: &Path, opts: &BuildOpts) -> Vec<PathBuf> {
     let cfg = project.join("vm/config");
-    let mut v = vec![cfg.join("base.config"), cfg.join("debug.config")];
+    let mut v = vec![
+        cfg.join("base.config"),
+        cfg.join("debug.config"),
+        cfg.join("series.config"),
+    ];
     if opts.kasan {
         v.push(cfg.join("kasan.config"));
     }
@@ -210,6 +214,7 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
         let out = duct::cmd("make", &args)
             .dir(src)
             .stderr_to_stdout()
+            .stdout_capture()
             .unchecked()
             .run()?;
         log.write_all(&out.stdout)?;
@@ -234,6 +239,7 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
     let out = duct::cmd(src.join("scripts/kconfig/merge_config.sh"), &args)
         .dir(src)
         .stderr_to_stdout()
+        .stdout_capture()
         .unchecked()
         .run()?;
     log.write_all(&out.stdout)?;
@@ -249,7 +255,17 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
         requested.extend(kconfig::parse_fragment(f)?);
     }
     let dot = kconfig::parse_dotconfig(&std::fs::read_to_string(outdir.join(".config"))?);
-    let bad = kconfig::unmet(&requested, &dot);
+    let (bad, unknown): (Vec<_>, Vec<_>) = kconfig::unmet(&requested, &dot)
+        .into_iter()
+        .partition(|(s, _)| kconfig::symbol_defined(src, &s.name));
+    for (s, _) in &unknown {
+        eprintln!(
+            "zcsplice: {}:{}: {} does not exist in this tree; left out",
+            s.file.display(),
+            s.line,
+            s.name
+        );
+    }
     if !bad.is_empty() {
         let lines: Vec<String> = bad
             .iter()

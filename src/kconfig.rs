@@ -76,6 +76,37 @@ pub fn unmet(
         .collect()
 }
 
+/// Whether any Kconfig file of the tree defines `CONFIG_<name>`.
+pub fn symbol_defined(src: &Path, config_name: &str) -> bool {
+    let name = config_name.trim_start_matches("CONFIG_");
+    let re = regex::Regex::new(&format!(
+        r"(?m)^\s*(?:menu)?config\s+{}\s*$",
+        regex::escape(name)
+    ))
+    .expect("valid regex");
+    fn walk(dir: &Path, re: &regex::Regex) -> bool {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if p.is_dir() && !name.starts_with('.') {
+                if walk(&p, re) {
+                    return true;
+                }
+            } else if name.starts_with("Kconfig")
+                && std::fs::read_to_string(&p).is_ok_and(|t| re.is_match(&t))
+            {
+                return true;
+            }
+        }
+        false
+    }
+    walk(src, &re)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +136,21 @@ mod tests {
                 ("CONFIG_D".to_string(), 5, "n".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn finds_symbols_in_nested_kconfig_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("fs/sub")).unwrap();
+        std::fs::write(
+            d.path().join("fs/sub/Kconfig"),
+            "config FOO_BAR\n\tbool \"x\"\n",
+        )
+        .unwrap();
+        std::fs::write(d.path().join("fs/Kconfig.binfmt"), "menuconfig BAZ\n").unwrap();
+        assert!(symbol_defined(d.path(), "CONFIG_FOO_BAR"));
+        assert!(symbol_defined(d.path(), "CONFIG_BAZ"));
+        assert!(!symbol_defined(d.path(), "CONFIG_FOO"));
     }
 
     #[test]

@@ -102,6 +102,8 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
+    /// Install what the kernel loop needs (Debian packages, virtme-ng).
+    Setup,
     /// The whole job on a fresh machine: install, import Debian's 6.12,
     /// apply the series, build, boot, prove.
     Demo {
@@ -388,6 +390,7 @@ fn run(cli: &Cli) -> Result<u8> {
             };
             return do_run(cli, build, &opts, *json, junit.as_deref());
         }
+        Cmd::Setup => deps::ensure()?,
         Cmd::Demo { debian, timeout } => {
             deps::ensure()?;
             let cache = cache_dir(cli)?;

@@ -111,6 +111,7 @@ fn compile_tests(project: &Path, names: &[String], bindir: &Path) -> Result<()> 
         }
         let out = duct::cmd!("gcc", "-static", "-O2", "-Wall", "-Werror", "-o", &bin, &src)
             .stderr_to_stdout()
+            .stdout_capture()
             .unchecked()
             .run()?;
         if !out.status.success() {

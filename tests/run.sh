@@ -17,4 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The kernel loop's own needs (build deps, qemu, virtme-ng).
+cargo build --release --locked
+target/release/zcsplice setup
+
 cargo test --release --locked -- --test-threads=2
