@@ -320,6 +320,23 @@ fn step_of(line: &str) -> Option<&str> {
     (line.starts_with("  ") && known.contains(&tool)).then_some(rest.trim())
 }
 
+/// ccache rewrites paths under its base directory relative to the build
+/// directory: with the common ancestor of sources and output, two caches
+/// of the same layout (or two trees at the same depth) share hits.
+fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
+    let common: PathBuf = a
+        .components()
+        .zip(b.components())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect();
+    if common.components().count() <= 1 {
+        a.to_path_buf()
+    } else {
+        common
+    }
+}
+
 pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Result<Built> {
     let start = Instant::now();
     let src = source(tree, opts.branch.as_deref(), cache)?;
@@ -389,7 +406,7 @@ pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Res
     args.push("bzImage".into());
     let reader = duct::cmd("make", &args)
         .dir(&src.dir)
-        .env("CCACHE_BASEDIR", &src.dir)
+        .env("CCACHE_BASEDIR", common_ancestor(&src.dir, &outdir))
         .stderr_to_stdout()
         .unchecked()
         .reader()?;
@@ -475,6 +492,16 @@ mod tests {
         assert_eq!(
             first_error("make[1]: *** [all] Error 2\n", Path::new("/x")),
             "make[1]: *** [all] Error 2"
+        );
+    }
+
+    #[test]
+    fn ccache_base_is_the_common_ancestor() {
+        let c = Path::new("/root/.cache/zcsplice");
+        assert_eq!(common_ancestor(&c.join("trees/t"), &c.join("build/t/b")), c);
+        assert_eq!(
+            common_ancestor(Path::new("/src/linux"), Path::new("/tmp/o")),
+            Path::new("/src/linux")
         );
     }
 
