@@ -209,34 +209,9 @@ pub fn which(prog: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::File) -> Result<()> {
-    let run = |args: Vec<String>, log: &mut std::fs::File| -> Result<()> {
-        let out = duct::cmd("make", &args)
-            .dir(src)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()?;
-        log.write_all(&out.stdout)?;
-        if !out.status.success() {
-            bail!(
-                "make {} failed:\n{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        Ok(())
-    };
-    let o = format!("O={}", outdir.display());
-    run(vec![o.clone(), "x86_64_defconfig".into()], log)?;
-    let mut args = vec![
-        "-m".to_string(),
-        "-O".into(),
-        outdir.display().to_string(),
-        outdir.join(".config").display().to_string(),
-    ];
-    args.extend(frags.iter().map(|f| f.display().to_string()));
-    let out = duct::cmd(src.join("scripts/kconfig/merge_config.sh"), &args)
+/// Runs one configuration step in `src`, its output into the build log.
+fn config_step(src: &Path, prog: PathBuf, args: &[String], log: &mut std::fs::File) -> Result<()> {
+    let out = duct::cmd(&prog, args)
         .dir(src)
         .stderr_to_stdout()
         .stdout_capture()
@@ -245,11 +220,32 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
     log.write_all(&out.stdout)?;
     if !out.status.success() {
         bail!(
-            "merge_config.sh failed:\n{}",
+            "{} {} failed:\n{}",
+            prog.display(),
+            args.join(" "),
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    run(vec![o, "olddefconfig".into()], log)?;
+    Ok(())
+}
+
+fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::File) -> Result<()> {
+    let o = format!("O={}", outdir.display());
+    config_step(
+        src,
+        "make".into(),
+        &[o.clone(), "x86_64_defconfig".into()],
+        log,
+    )?;
+    let mut args = vec![
+        "-m".to_string(),
+        "-O".into(),
+        outdir.display().to_string(),
+        outdir.join(".config").display().to_string(),
+    ];
+    args.extend(frags.iter().map(|f| f.display().to_string()));
+    config_step(src, src.join("scripts/kconfig/merge_config.sh"), &args, log)?;
+    config_step(src, "make".into(), &[o, "olddefconfig".into()], log)?;
     let mut requested = Vec::new();
     for f in frags {
         requested.extend(kconfig::parse_fragment(f)?);

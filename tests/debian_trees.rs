@@ -203,32 +203,47 @@ fn last_patch_file(series: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// Asserts the probe values a tree must have.
+fn expect_facts(series_name: &str, want: &[(&str, bool)]) {
+    let t = fresh_tree(series_name);
+    let f = facts(&t)["facts"].clone();
+    for (name, value) in want {
+        assert_eq!(f[name]["value"], *value, "fact {name} on {series_name}");
+    }
+}
+
 #[test]
 fn debian_6_12() {
-    let t = fresh_tree("6.12");
-    let f = facts(&t)["facts"].clone();
-    assert_eq!(f["iter_pipe"]["value"], false);
-    assert_eq!(f["write_begin_folio"]["value"], true);
-    assert_eq!(f["write_begin_kiocb"]["value"], false);
-    assert_eq!(f["fault_in_iov_iter_readable"]["value"], true);
-    assert_eq!(f["pipe_buf_try_steal"]["value"], true);
-    assert_eq!(f["filemap_add_folio"]["value"], true);
-    assert_eq!(f["replace_page_cache_folio"]["value"], true);
-    assert_eq!(f["perform_write_prefaults"]["value"], true);
+    expect_facts(
+        "6.12",
+        &[
+            ("iter_pipe", false),
+            ("write_begin_folio", true),
+            ("write_begin_kiocb", false),
+            ("fault_in_iov_iter_readable", true),
+            ("pipe_buf_try_steal", true),
+            ("filemap_add_folio", true),
+            ("replace_page_cache_folio", true),
+            ("perform_write_prefaults", true),
+        ],
+    );
     cycle("6.12", "6.12.117");
 }
 
 #[test]
 fn debian_6_1() {
-    let t = fresh_tree("6.1");
-    let f = facts(&t)["facts"].clone();
-    assert_eq!(f["iter_pipe"]["value"], true);
-    assert_eq!(f["write_begin_folio"]["value"], false);
-    assert_eq!(f["write_begin_kiocb"]["value"], false);
-    assert_eq!(f["fault_in_iov_iter_readable"]["value"], true);
-    assert_eq!(f["pipe_buf_try_steal"]["value"], true);
-    assert_eq!(f["filemap_add_folio"]["value"], true);
-    assert_eq!(f["replace_page_cache_folio"]["value"], false);
-    assert_eq!(f["perform_write_prefaults"]["value"], true);
+    expect_facts(
+        "6.1",
+        &[
+            ("iter_pipe", true),
+            ("write_begin_folio", false),
+            ("write_begin_kiocb", false),
+            ("fault_in_iov_iter_readable", true),
+            ("pipe_buf_try_steal", true),
+            ("filemap_add_folio", true),
+            ("replace_page_cache_folio", false),
+            ("perform_write_prefaults", true),
+        ],
+    );
     cycle("6.1", "6.1.192");
 }
