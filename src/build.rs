@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use git2::{ObjectType, Oid, Repository, StatusOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -210,18 +211,21 @@ pub fn which(prog: &str) -> bool {
 }
 
 /// Runs one configuration step in `src`, its output into the build log.
-fn config_step(src: &Path, prog: PathBuf, args: &[String], log: &mut std::fs::File) -> Result<()> {
-    let out = duct::cmd(&prog, args)
+/// `prog` is a &OsStr on purpose: duct runs a Path relative to `dir`
+/// instead of looking it up in PATH.
+fn config_step(src: &Path, prog: &OsStr, args: &[String], log: &mut std::fs::File) -> Result<()> {
+    let out = duct::cmd(prog, args)
         .dir(src)
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
-        .run()?;
+        .run()
+        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
     log.write_all(&out.stdout)?;
     if !out.status.success() {
         bail!(
             "{} {} failed:\n{}",
-            prog.display(),
+            prog.to_string_lossy(),
             args.join(" "),
             String::from_utf8_lossy(&out.stdout)
         );
@@ -231,12 +235,8 @@ fn config_step(src: &Path, prog: PathBuf, args: &[String], log: &mut std::fs::Fi
 
 fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::File) -> Result<()> {
     let o = format!("O={}", outdir.display());
-    config_step(
-        src,
-        "make".into(),
-        &[o.clone(), "x86_64_defconfig".into()],
-        log,
-    )?;
+    let make = OsStr::new("make");
+    config_step(src, make, &[o.clone(), "x86_64_defconfig".into()], log)?;
     let mut args = vec![
         "-m".to_string(),
         "-O".into(),
@@ -244,13 +244,17 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
         outdir.join(".config").display().to_string(),
     ];
     args.extend(frags.iter().map(|f| f.display().to_string()));
-    config_step(src, src.join("scripts/kconfig/merge_config.sh"), &args, log)?;
-    config_step(src, "make".into(), &[o, "olddefconfig".into()], log)?;
+    let merge = src.join("scripts/kconfig/merge_config.sh");
+    config_step(src, merge.as_os_str(), &args, log)?;
+    config_step(src, make, &[o, "olddefconfig".into()], log)?;
     let mut requested = Vec::new();
     for f in frags {
         requested.extend(kconfig::parse_fragment(f)?);
     }
-    let dot = kconfig::parse_dotconfig(&std::fs::read_to_string(outdir.join(".config"))?);
+    let dotconfig = outdir.join(".config");
+    let text = std::fs::read_to_string(&dotconfig)
+        .with_context(|| format!("cannot read {}", dotconfig.display()))?;
+    let dot = kconfig::parse_dotconfig(&text);
     let (bad, unknown): (Vec<_>, Vec<_>) = kconfig::unmet(&requested, &dot)
         .into_iter()
         .partition(|(s, _)| kconfig::symbol_defined(src, &s.name));
