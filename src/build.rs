@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::kconfig;
+use crate::tree::sanitize;
 
 pub struct BuildOpts {
     /// Build this branch (a worktree in the cache when it is not checked out).
@@ -50,18 +51,6 @@ impl std::fmt::Display for BuildFailed {
     }
 }
 impl std::error::Error for BuildFailed {}
-
-pub fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 fn hash(bytes: &[u8]) -> String {
     Oid::hash_object(ObjectType::Blob, bytes)

@@ -45,27 +45,35 @@ fn missing_debs() -> Vec<&'static str> {
         .collect()
 }
 
+/// Installs Debian packages with apt-get (as root; otherwise says how).
+pub fn apt_install(pkgs: &[&str]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}; install them with `sudo apt-get install {}`",
+            pkgs.join(" "),
+            pkgs.join(" ")
+        );
+    }
+    eprintln!("zcsplice: installing {} (apt-get)", pkgs.join(" "));
+    // A fresh machine may have no package lists yet.
+    duct::cmd!("apt-get", "update", "-qq")
+        .stdout_to_stderr()
+        .run()?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(pkgs.iter());
+    duct::cmd("apt-get", &args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout_to_stderr()
+        .run()
+        .with_context(|| format!("apt-get install {} failed", pkgs.join(" ")))?;
+    Ok(())
+}
+
 /// Installs missing Debian packages and virtme-ng; says what it does.
 pub fn ensure() -> Result<()> {
     let missing = missing_debs();
     if !missing.is_empty() {
-        if !is_root() {
-            bail!(
-                "missing Debian packages: {}; install them with sudo apt-get install",
-                missing.join(" ")
-            );
-        }
-        eprintln!("zcsplice: installing {}", missing.join(" "));
-        duct::cmd!("apt-get", "update", "-qq")
-            .stdout_to_stderr()
-            .run()?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(missing.iter());
-        duct::cmd("apt-get", &args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout_to_stderr()
-            .run()
-            .context("apt-get install failed")?;
+        apt_install(&missing)?;
     }
     if !which("vng") {
         eprintln!("zcsplice: installing virtme-ng (pip)");

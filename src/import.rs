@@ -5,6 +5,8 @@ use anyhow::{bail, Context, Result};
 use git2::{IndexAddOption, Repository, Signature};
 use std::path::{Path, PathBuf};
 
+use crate::tree::sanitize;
+
 /// Where a Debian source package puts its tarball.
 fn debian_tarball(series: &str) -> PathBuf {
     PathBuf::from(format!("/usr/src/linux-source-{series}.tar.xz"))
@@ -25,44 +27,11 @@ fn ensure_debian_source(series: &str) -> Result<PathBuf> {
         return Ok(tarball);
     }
     let pkg = format!("linux-source-{series}");
-    let is_root = duct::cmd!("id", "-u")
-        .read()
-        .map(|u| u == "0")
-        .unwrap_or(false);
-    if !is_root {
-        bail!(
-            "{} is missing; install it with `sudo apt-get install {pkg}` and run again",
-            tarball.display()
-        );
-    }
-    eprintln!("zcsplice: installing {pkg} (apt-get)");
-    let install = || {
-        duct::cmd!("apt-get", "install", "-y", "--no-install-recommends", &pkg)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout_to_stderr()
-            .run()
-    };
-    if install().is_err() {
-        // A fresh machine may have no package lists yet.
-        duct::cmd!("apt-get", "update").stdout_to_stderr().run()?;
-        install().with_context(|| format!("apt-get install {pkg} failed"))?;
-    }
+    crate::deps::apt_install(&[&pkg])?;
     if !tarball.exists() {
         bail!("{pkg} is installed but {} is not there", tarball.display());
     }
     Ok(tarball)
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Imports Debian's linux-source-<series> and returns the tree path.

@@ -64,6 +64,19 @@ impl Tree {
     }
 }
 
+/// A path component made from a name (a branch, a package version).
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 fn head_commit(repo: &Repository) -> Result<Oid> {
     Ok(repo
         .head()
