@@ -196,6 +196,20 @@ fn untestable(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(Untestable(e))
 }
 
+/// A failure of the machinery (no vng, no qemu, ...), not of the kernel.
+#[derive(Debug)]
+struct Infrastructure(anyhow::Error);
+
+impl std::fmt::Display for Infrastructure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for Infrastructure {}
+
+/// Exit code for failures of the machinery (the VM could not be started).
+const EXIT_INFRA: u8 = 128;
+
 fn load(cli: &Cli, t: &TreeArgs) -> Result<(series::Series, tree::Tree, probe::Probed)> {
     let dir = series_dir(cli);
     let series =
@@ -306,7 +320,8 @@ fn do_run(
         &release,
         &logs,
         opts,
-    )?;
+    )
+    .map_err(|e| anyhow::Error::new(Infrastructure(e)))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -434,7 +449,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("zcsplice: error: {e:#}");
-            if e.downcast_ref::<Untestable>().is_some()
+            if e.downcast_ref::<Infrastructure>().is_some() {
+                ExitCode::from(EXIT_INFRA)
+            } else if e.downcast_ref::<Untestable>().is_some()
                 || e.downcast_ref::<build::BuildFailed>().is_some()
             {
                 ExitCode::from(EXIT_SKIP)

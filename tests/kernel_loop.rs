@@ -133,6 +133,22 @@ fn kernel_loop_on_6_12() {
         qemu_processes_for(logs)
     );
 
+    // No virtme-ng on PATH: the VM cannot start, an infrastructure failure.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_zcsplice"))
+        .args(["run", "--tree", ts])
+        .env("ZCSPLICE_SERIES", series())
+        .env("ZCSPLICE_CACHE", cache())
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(128),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pip install virtme-ng"));
+
     // A kernel that does not compile: exit 125 and the first error.
     let victim = t.join("fs/splice.c");
     let orig = std::fs::read_to_string(&victim).unwrap();
