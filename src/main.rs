@@ -181,31 +181,27 @@ fn series_dir(cli: &Cli) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A failure that `git bisect run` should treat as "skip this commit".
+/// An error that carries the exit code it must end with.
 #[derive(Debug)]
-struct Untestable(anyhow::Error);
+struct Exit(u8, anyhow::Error);
 
-impl std::fmt::Display for Untestable {
+impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
+        write!(f, "{:#}", self.1)
     }
 }
-impl std::error::Error for Untestable {}
+impl std::error::Error for Exit {}
 
+/// The tree cannot be tested (render, apply or build failed): `git bisect
+/// run` skips such a commit.
 fn untestable(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(Untestable(e))
+    anyhow::Error::new(Exit(EXIT_SKIP, e))
 }
 
 /// A failure of the machinery (no vng, no qemu, ...), not of the kernel.
-#[derive(Debug)]
-struct Infrastructure(anyhow::Error);
-
-impl std::fmt::Display for Infrastructure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.0)
-    }
+fn infrastructure(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Exit(EXIT_INFRA, e))
 }
-impl std::error::Error for Infrastructure {}
 
 /// Exit code for failures of the machinery (the VM could not be started).
 const EXIT_INFRA: u8 = 128;
@@ -321,7 +317,7 @@ fn do_run(
         &logs,
         opts,
     )
-    .map_err(|e| anyhow::Error::new(Infrastructure(e)))?;
+    .map_err(infrastructure)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -449,14 +445,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("zcsplice: error: {e:#}");
-            if e.downcast_ref::<Infrastructure>().is_some() {
-                ExitCode::from(EXIT_INFRA)
-            } else if e.downcast_ref::<Untestable>().is_some()
-                || e.downcast_ref::<build::BuildFailed>().is_some()
-            {
-                ExitCode::from(EXIT_SKIP)
-            } else {
-                ExitCode::FAILURE
+            match e.downcast_ref::<Exit>() {
+                Some(Exit(code, _)) => ExitCode::from(*code),
+                None => ExitCode::FAILURE,
             }
         }
     }
