@@ -98,11 +98,24 @@ pub fn available_tests(project: &Path) -> Result<Vec<String>> {
 /// with the host's root filesystem, so no library version can differ).
 fn compile_tests(project: &Path, names: &[String], bindir: &Path) -> Result<()> {
     std::fs::create_dir_all(bindir)?;
+    // A binary is stale when its source or any shared header is newer.
+    let dir = project.join("vm/tests");
+    let mut headers = None;
+    for e in std::fs::read_dir(&dir)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "h") {
+            let m = std::fs::metadata(&p)?.modified()?;
+            headers = headers.max(Some(m));
+        }
+    }
     for n in names {
-        let src = project.join("vm/tests").join(format!("{n}.c"));
+        let src = dir.join(format!("{n}.c"));
         let bin = bindir.join(n);
         let fresh = match (std::fs::metadata(&src), std::fs::metadata(&bin)) {
-            (Ok(s), Ok(b)) => b.modified()? >= s.modified()?,
+            (Ok(s), Ok(b)) => {
+                let b = b.modified()?;
+                b >= s.modified()? && headers.is_none_or(|h| b >= h)
+            }
             (Err(_), _) => bail!("no guest test {n} ({} does not exist)", src.display()),
             _ => false,
         };

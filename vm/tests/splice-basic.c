@@ -14,26 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #define PAGES 64
 #define PAGE 4096
-
-static long vmstat(const char *name)
-{
-	char key[64];
-	long val;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fscanf(f, "%63s %ld", key, &val) == 2) {
-		if (!strcmp(key, name)) {
-			fclose(f);
-			return val;
-		}
-	}
-	fclose(f);
-	return -1;
-}
 
 static void fill(unsigned char *buf, size_t len, unsigned int seed)
 {

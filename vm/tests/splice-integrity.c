@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "guest.h"
+
 #define PAGE 4096
 #define FILE_MAX (64 * PAGE)
 
@@ -184,24 +186,6 @@ static void run_on(const char *dir)
 	drop_caches();
 	verify(path, "after drop_caches");
 	tee_case(dir);
-}
-
-static long vmstat(const char *name)
-{
-	char key[64];
-	long val;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fscanf(f, "%63s %ld", key, &val) == 2) {
-		if (!strcmp(key, name)) {
-			fclose(f);
-			return val;
-		}
-	}
-	fclose(f);
-	return -1;
 }
 
 /* Moves this process into a child memory cgroup, if cgroup v2 is there. */
