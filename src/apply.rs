@@ -3,29 +3,15 @@
 //! puts HEAD, the branch, the index and the work tree back as they were.
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{build::CheckoutBuilder, BranchType, Oid, Repository, StatusOptions};
+use git2::{build::CheckoutBuilder, BranchType, Oid, Repository};
 
 use crate::render::Rendered;
-use crate::tree::{Tree, BASE_KEY};
+use crate::tree::{dirty_files, Tree, BASE_KEY};
 
 pub enum Outcome {
     UpToDate,
     Created,
     Rebuilt { old: Oid },
-}
-
-/// Modified, staged or deleted tracked files (untracked files are left alone;
-/// a checkout that would overwrite one fails and is rolled back).
-pub fn dirty_files(repo: &Repository) -> Result<Vec<String>> {
-    let mut o = StatusOptions::new();
-    o.include_untracked(false)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let st = repo.statuses(Some(&mut o))?;
-    Ok(st
-        .iter()
-        .filter_map(|e| e.path().map(str::to_string))
-        .collect())
 }
 
 pub fn apply(tree: &Tree, rendered: &Rendered, branch: &str, force: bool) -> Result<Outcome> {

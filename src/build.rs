@@ -4,7 +4,7 @@
 //! when it fails.
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{ObjectType, Oid, Repository, StatusOptions};
+use git2::{ObjectType, Oid, Repository};
 use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 use std::ffi::OsStr;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::kconfig;
-use crate::tree::sanitize;
+use crate::tree::{dirty_files, sanitize};
 
 pub struct BuildOpts {
     /// Build this branch (a worktree in the cache when it is not checked out).
@@ -132,12 +132,10 @@ pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source>
     })
 }
 
+/// No tracked file differs from the checked-out commit (a stamp is only
+/// valid for committed sources).
 fn is_clean(dir: &Path) -> Result<bool> {
-    let repo = Repository::open(dir)?;
-    let mut o = StatusOptions::new();
-    o.include_untracked(false).exclude_submodules(true);
-    let clean = repo.statuses(Some(&mut o))?.is_empty();
-    Ok(clean)
+    Ok(dirty_files(&Repository::open(dir)?)?.is_empty())
 }
 
 pub fn outdir(cache: &Path, tree: &Path, src: &Source, opts: &BuildOpts) -> Result<PathBuf> {

@@ -1,7 +1,7 @@
 //! A kernel tree: a git repository and the base commit the series renders on.
 
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{Oid, Repository};
+use git2::{Oid, Repository, StatusOptions};
 use std::path::{Path, PathBuf};
 
 /// Per-branch git config key that records the base a zcsplice branch was
@@ -62,6 +62,20 @@ impl Tree {
             .map_err(|_| anyhow!("{file}: not UTF-8 at the base commit"))?;
         Ok(Some(text))
     }
+}
+
+/// Modified, staged or deleted tracked files (untracked files are left alone;
+/// a checkout that would overwrite one fails and is rolled back).
+pub fn dirty_files(repo: &Repository) -> Result<Vec<String>> {
+    let mut o = StatusOptions::new();
+    o.include_untracked(false)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let st = repo.statuses(Some(&mut o))?;
+    Ok(st
+        .iter()
+        .filter_map(|e| e.path().map(str::to_string))
+        .collect())
 }
 
 /// A path component made from a name (a branch, a package version).
