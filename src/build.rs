@@ -363,8 +363,13 @@ pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Res
     let _ = std::fs::remove_file(&stamp_path);
 
     let mut log = std::fs::File::create(&log_path)?;
+    // The fragments are applied again when they or the sources change: a
+    // commit may add a Kconfig symbol a fragment asks for (the series' own
+    // test option), which kbuild's silent syncconfig would leave at its
+    // default.
+    let cfg_key = hash(format!("{}\n{cfg_hash}", src.commit).as_bytes());
     let cfg_stamp = outdir.join("zcsplice-config-hash");
-    if std::fs::read_to_string(&cfg_stamp).ok().as_deref() != Some(cfg_hash.as_str())
+    if std::fs::read_to_string(&cfg_stamp).ok().as_deref() != Some(cfg_key.as_str())
         || !outdir.join(".config").exists()
     {
         eprintln!(
@@ -373,7 +378,7 @@ pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Res
             outdir.display()
         );
         configure(&src.dir, &outdir, &frags, &mut log)?;
-        std::fs::write(&cfg_stamp, &cfg_hash)?;
+        std::fs::write(&cfg_stamp, &cfg_key)?;
     }
 
     let pb = match prev_objects {
