@@ -324,8 +324,26 @@ fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
     }
 }
 
+/// Holds the cache's build lock: one kernel build at a time per cache (make
+/// uses every core, and two builds must not share a worktree or `O=`).
+fn lock_builds(cache: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(cache)?;
+    let path = cache.join("build.lock");
+    let f = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    if f.try_lock().is_err() {
+        eprintln!(
+            "zcsplice: waiting for another zcsplice build ({} is locked)",
+            path.display()
+        );
+        f.lock()?;
+    }
+    Ok(f)
+}
+
 pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Result<Built> {
     let start = Instant::now();
+    let _lock = lock_builds(cache)?;
     let src = source(tree, opts.branch.as_deref(), cache)?;
     let outdir = outdir(cache, tree, &src, opts)?;
     std::fs::create_dir_all(&outdir)?;
