@@ -101,6 +101,10 @@ enum Cmd {
         /// Also write JUnit XML here.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Negative control: inject this fault through the series' debugfs
+        /// knob (CONFIG_SPLICE_MOVE_FAULTS) before the tests; they must fail.
+        #[arg(long, value_name = "NAME")]
+        fault: Option<String>,
     },
     /// Install what the kernel loop needs (Debian packages, virtme-ng).
     Setup,
@@ -235,17 +239,25 @@ fn print_facts(p: &probe::Probed) {
 fn write_out(out: &Path, r: &render::Rendered, p: &probe::Probed) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // Stale patches from an earlier render would be picked up by `git am DIR/*.patch`.
-    for e in std::fs::read_dir(out)? {
-        let path = e?.path();
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        let numbered = name.len() > 5 && name[..4].bytes().all(|b| b.is_ascii_digit());
-        if numbered && name[4..].starts_with('-') && name.ends_with(".patch") {
-            std::fs::remove_file(&path)?;
+    for dir in [out.to_path_buf(), out.join("testing")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let path = e?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let numbered = name.len() > 5 && name[..4].bytes().all(|b| b.is_ascii_digit());
+            if numbered && name[4..].starts_with('-') && name.ends_with(".patch") {
+                std::fs::remove_file(&path)?;
+            }
         }
+    }
+    if !r.testing.is_empty() {
+        std::fs::create_dir_all(out.join("testing"))?;
     }
     for (name, text) in r.files() {
         std::fs::write(out.join(&name), text)?;
@@ -392,12 +404,14 @@ fn run(cli: &Cli) -> Result<u8> {
             memory,
             json,
             junit,
+            fault,
         } => {
             let opts = run::RunOpts {
                 tests: tests.clone(),
                 timeout: std::time::Duration::from_secs(*timeout),
                 memory: memory.clone(),
                 cpus: 2,
+                fault: fault.clone(),
             };
             return do_run(cli, build, &opts, *json, junit.as_deref());
         }
@@ -432,6 +446,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 timeout: std::time::Duration::from_secs(*timeout),
                 memory: "2G".into(),
                 cpus: 2,
+                fault: None,
             };
             return do_run(cli, &b, &opts, false, None);
         }

@@ -77,6 +77,8 @@ pub struct RunOpts {
     pub timeout: Duration,
     pub memory: String,
     pub cpus: u32,
+    /// Written to the series' fault knob before the tests (negative control).
+    pub fault: Option<String>,
 }
 
 /// Guest test names: every vm/tests/*.c (selftests only when asked by name).
@@ -138,9 +140,18 @@ fn compile_tests(project: &Path, names: &[String], bindir: &Path) -> Result<()> 
 }
 
 fn read_results(res: &Path, names: &[String]) -> Vec<TestResult> {
-    names
-        .iter()
-        .map(|n| {
+    // The runner's own setup (child memcg, fault knob) reports as a test.
+    let setup = std::fs::read_to_string(res.join("setup.err"))
+        .ok()
+        .map(|output| TestResult {
+            name: "setup".into(),
+            result: "fail".into(),
+            seconds: 0.0,
+            output,
+        });
+    setup
+        .into_iter()
+        .chain(names.iter().map(|n| {
             let output = std::fs::read_to_string(res.join(format!("{n}.out"))).unwrap_or_default();
             let r = std::fs::read_to_string(res.join(format!("{n}.result"))).unwrap_or_default();
             let mut it = r.split_whitespace();
@@ -152,7 +163,7 @@ fn read_results(res: &Path, names: &[String]) -> Vec<TestResult> {
                 seconds,
                 output,
             }
-        })
+        }))
         .collect()
 }
 
@@ -209,8 +220,12 @@ pub fn run(
         );
     }
     let runner = project.join("vm/guest/run-tests.sh").canonicalize()?;
+    let env = match &opts.fault {
+        Some(f) => format!("env ZCSPLICE_FAULT={f} "),
+        None => String::new(),
+    };
     let mut exec = format!(
-        "sh {} {} {}",
+        "{env}sh {} {} {}",
         runner.display(),
         logs.display(),
         bindir.canonicalize()?.display()
