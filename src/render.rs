@@ -32,6 +32,8 @@ pub struct Excluded {
 pub struct Rendered {
     pub base: Oid,
     pub patches: Vec<RenderedPatch>,
+    /// Committed after the series, never sent (see `testing` in series.yaml).
+    pub testing: Vec<RenderedPatch>,
     pub excluded: Vec<Excluded>,
     pub cover: String,
 }
@@ -39,7 +41,10 @@ pub struct Rendered {
 impl Rendered {
     /// The last commit of the series (the base when every patch was left out).
     pub fn tip(&self) -> Oid {
-        self.patches.last().map_or(self.base, |p| p.commit)
+        self.testing
+            .last()
+            .or(self.patches.last())
+            .map_or(self.base, |p| p.commit)
     }
 
     /// `NNNN-<slug>.patch` file names, cover letter first.
@@ -48,6 +53,12 @@ impl Rendered {
         for p in &self.patches {
             out.push((
                 format!("{:04}-{}.patch", p.number, slug(&p.subject)),
+                p.email.as_str(),
+            ));
+        }
+        for p in &self.testing {
+            out.push((
+                format!("testing/{:04}-{}.patch", p.number, slug(&p.subject)),
                 p.email.as_str(),
             ));
         }
@@ -279,7 +290,8 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
     };
     let mut included = Vec::new();
     let mut excluded = Vec::new();
-    for def in &series.patches {
+    let defs = series.patches.iter().map(|d| (d, false));
+    for (def, testing) in defs.chain(series.testing.iter().map(|d| (d, true))) {
         let origin = def.path.display().to_string();
         let subject = subject(def, &tpl, &ctx)?;
         if let Some(w) = &def.when {
@@ -288,7 +300,9 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
                     .skip_reason
                     .clone()
                     .unwrap_or_else(|| format!("`{w}` is false"));
-                excluded.push(Excluded { subject, reason });
+                if !testing {
+                    excluded.push(Excluded { subject, reason });
+                }
                 continue;
             }
         }
@@ -298,34 +312,47 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
             excluded.push(Excluded { subject, reason });
             continue;
         }
-        included.push((def, subject, body, change));
+        included.push((def, testing, subject, body, change));
     }
 
     let base_commit = repo.find_commit(tree.base)?;
     let base_tree = base_commit.tree()?;
-    let total = included.len();
+    let total = included.iter().filter(|p| !p.1).count();
+    let total_testing = included.len() - total;
     let mut parent = base_commit;
     let mut patches = Vec::new();
-    for (i, (def, subject, body, change)) in included.into_iter().enumerate() {
+    let mut testing = Vec::new();
+    let mut series_tip = None;
+    for (def, is_testing, subject, body, change) in included {
+        if is_testing && series_tip.is_none() {
+            series_tip = Some(parent.tree()?);
+        }
+        let list = if is_testing {
+            &mut testing
+        } else {
+            &mut patches
+        };
+        let number = list.len() + 1;
         let parent_tree = parent.tree()?;
         let tree_id = write_tree(repo, &parent_tree, &change)?;
         let new_tree = repo.find_tree(tree_id)?;
         let msg = commit_message(&subject, &body, &def.trailers);
         let id = repo.commit(None, &sig, &sig, &msg, &new_tree, &[&parent])?;
         let d = diff(repo, &parent_tree, &new_tree)?;
-        let mut email = email_header(
-            &sig,
-            id,
-            &format!("{} {}", subject_tag(series, i + 1, total), def.subject),
-        );
+        let tag = if is_testing {
+            format!("[DO NOT MERGE {number}/{total_testing}]")
+        } else {
+            subject_tag(series, number, total)
+        };
+        let mut email = email_header(&sig, id, &format!("{tag} {}", def.subject));
         email.push_str(msg.split_once("\n\n").map_or("", |(_, rest)| rest));
         email.push_str("---\n");
         email.push_str(&diffstat(&d)?);
         email.push('\n');
         email.push_str(&patch_text(&d)?);
         email.push_str(&format!("-- \nzcsplice {}\n\n", env!("CARGO_PKG_VERSION")));
-        patches.push(RenderedPatch {
-            number: i + 1,
+        list.push(RenderedPatch {
+            number,
             subject,
             commit: id,
             email,
@@ -333,7 +360,10 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         parent = repo.find_commit(id)?;
     }
 
-    let tip_tree = parent.tree()?;
+    let tip_tree = match series_tip {
+        Some(t) => t,
+        None => parent.tree()?,
+    };
     let cover = cover_letter(series, &tpl, &ctx, &sig, tree.base, &patches, &excluded, &{
         let d = diff(repo, &base_tree, &tip_tree)?;
         diffstat(&d)?
@@ -341,6 +371,7 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
     Ok(Rendered {
         base: tree.base,
         patches,
+        testing,
         excluded,
         cover,
     })

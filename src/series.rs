@@ -36,6 +36,10 @@ pub struct Manifest {
     pub date: String,
     pub cover: Cover,
     pub patches: Vec<String>,
+    /// Patches committed after the series on the test branch but never
+    /// sent: the negative controls' fault injection.
+    #[serde(default)]
+    pub testing: Vec<String>,
 }
 
 fn default_prefix() -> String {
@@ -113,6 +117,7 @@ pub struct Series {
     pub manifest: Manifest,
     pub probes: Vec<ProbeDef>,
     pub patches: Vec<PatchDef>,
+    pub testing: Vec<PatchDef>,
 }
 
 impl Series {
@@ -125,31 +130,8 @@ impl Series {
         for (i, p) in probes.iter_mut().enumerate() {
             p.line = probe_lines.get(i).copied().unwrap_or(0);
         }
-        let mut patches = Vec::new();
-        for name in &manifest.patches {
-            let rel = Path::new("patches").join(name);
-            let mut def: PatchDef = load_yaml(root, &rel)?;
-            let text = std::fs::read_to_string(root.join(&rel))?;
-            let lines = item_lines(&text, "file");
-            if lines.len() != def.edits.len() {
-                bail!(
-                    "{}: every edit must start with `- file:` ({} edits, {} such lines)",
-                    rel.display(),
-                    def.edits.len(),
-                    lines.len()
-                );
-            }
-            for (e, line) in def.edits.iter_mut().zip(lines) {
-                e.line = line;
-                e.anchor_line = value_line(&text, line, "anchor");
-                e.text_line = value_line(&text, line, "text");
-                check_edit(&rel, e)?;
-            }
-            def.subject_line = value_line(&text, 1, "subject");
-            def.body_line = value_line(&text, 1, "body");
-            def.path = rel;
-            patches.push(def);
-        }
+        let patches = load_patches(root, &manifest.patches)?;
+        let testing = load_patches(root, &manifest.testing)?;
         let mut seen = std::collections::BTreeSet::new();
         for p in &probes {
             if !seen.insert(p.name.as_str()) {
@@ -166,12 +148,42 @@ impl Series {
             manifest,
             probes,
             patches,
+            testing,
         })
     }
 
     pub fn templates_dir(&self) -> PathBuf {
         self.root.join("templates")
     }
+}
+
+fn load_patches(root: &Path, names: &[String]) -> Result<Vec<PatchDef>> {
+    let mut patches = Vec::new();
+    for name in names {
+        let rel = Path::new("patches").join(name);
+        let mut def: PatchDef = load_yaml(root, &rel)?;
+        let text = std::fs::read_to_string(root.join(&rel))?;
+        let lines = item_lines(&text, "file");
+        if lines.len() != def.edits.len() {
+            bail!(
+                "{}: every edit must start with `- file:` ({} edits, {} such lines)",
+                rel.display(),
+                def.edits.len(),
+                lines.len()
+            );
+        }
+        for (e, line) in def.edits.iter_mut().zip(lines) {
+            e.line = line;
+            e.anchor_line = value_line(&text, line, "anchor");
+            e.text_line = value_line(&text, line, "text");
+            check_edit(&rel, e)?;
+        }
+        def.subject_line = value_line(&text, 1, "subject");
+        def.body_line = value_line(&text, 1, "body");
+        def.path = rel;
+        patches.push(def);
+    }
+    Ok(patches)
 }
 
 fn check_edit(rel: &Path, e: &EditDef) -> Result<()> {
