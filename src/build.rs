@@ -68,7 +68,14 @@ pub struct Source {
     pub key: String,
 }
 
-pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source> {
+/// With `checkout` false, returns None where a worktree would have to be
+/// created or moved.
+pub fn source(
+    tree: &Path,
+    branch: Option<&str>,
+    cache: &Path,
+    checkout: bool,
+) -> Result<Option<Source>> {
     let repo =
         Repository::open(tree).with_context(|| format!("{} is not a git tree", tree.display()))?;
     let head = repo.head().context("the tree has no HEAD")?;
@@ -79,11 +86,11 @@ pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source>
             .filter(|_| head.is_branch())
             .unwrap_or("HEAD")
             .to_string();
-        return Ok(Source {
+        return Ok(Some(Source {
             dir: tree.to_path_buf(),
             commit: head_commit,
             key,
-        });
+        }));
     };
     let commit = repo
         .revparse_single(branch)
@@ -98,11 +105,11 @@ pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source>
     if head.shorthand() == Some(branch)
         || (!head.is_branch() && commit == head_commit && branch == "HEAD")
     {
-        return Ok(Source {
+        return Ok(Some(Source {
             dir: tree.to_path_buf(),
             commit,
             key: branch.to_string(),
-        });
+        }));
     }
     let name = tree.file_name().unwrap_or_default().to_string_lossy();
     let wt = cache
@@ -110,6 +117,11 @@ pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source>
         .join(sanitize(&name))
         .join(sanitize(branch));
     let id = commit.to_string();
+    let ready = wt.join(".git").exists()
+        && duct::cmd!("git", "-C", &wt, "rev-parse", "HEAD").read().ok() == Some(id.clone());
+    if !ready && !checkout {
+        return Ok(None);
+    }
     if !wt.join(".git").exists() {
         std::fs::create_dir_all(wt.parent().unwrap())?;
         eprintln!("zcsplice: checking out {branch} in {}", wt.display());
@@ -125,11 +137,11 @@ pub fn source(tree: &Path, branch: Option<&str>, cache: &Path) -> Result<Source>
                 .run()?;
         }
     }
-    Ok(Source {
+    Ok(Some(Source {
         dir: wt,
         commit,
         key: branch.to_string(),
-    })
+    }))
 }
 
 /// No tracked file differs from the checked-out commit (a stamp is only
@@ -324,29 +336,41 @@ fn common_ancestor(a: &Path, b: &Path) -> PathBuf {
     }
 }
 
-/// Holds the cache's build lock: one kernel build at a time per cache (make
-/// uses every core, and two builds must not share a worktree or `O=`).
-fn lock_builds(cache: &Path) -> Result<std::fs::File> {
+/// Builds the kernel, one build at a time per cache (make uses every core,
+/// and two builds must not share a worktree or `O=`): a second zcsplice
+/// waits on `<cache>/build.lock`, unless its kernel is built already.
+pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Result<Built> {
     std::fs::create_dir_all(cache)?;
     let path = cache.join("build.lock");
-    let f = std::fs::File::create(&path)
+    let lock = std::fs::File::create(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    if f.try_lock().is_err() {
+    if lock.try_lock().is_err() {
+        if let Some(built) = build_locked(project, cache, tree, opts, false)? {
+            return Ok(built);
+        }
         eprintln!(
             "zcsplice: waiting for another zcsplice build ({} is locked)",
             path.display()
         );
-        f.lock()?;
+        lock.lock()?;
     }
-    Ok(f)
+    Ok(build_locked(project, cache, tree, opts, true)?.expect("a build was allowed"))
 }
 
-pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Result<Built> {
+/// The build itself; with `may_build` false, only says whether the kernel
+/// is up to date (Some) without touching anything (None otherwise).
+fn build_locked(
+    project: &Path,
+    cache: &Path,
+    tree: &Path,
+    opts: &BuildOpts,
+    may_build: bool,
+) -> Result<Option<Built>> {
     let start = Instant::now();
-    let _lock = lock_builds(cache)?;
-    let src = source(tree, opts.branch.as_deref(), cache)?;
+    let Some(src) = source(tree, opts.branch.as_deref(), cache, may_build)? else {
+        return Ok(None);
+    };
     let outdir = outdir(cache, tree, &src, opts)?;
-    std::fs::create_dir_all(&outdir)?;
     let image = outdir.join("arch/x86/boot/bzImage");
     let log_path = outdir.join("zcsplice-build.log");
     let frags = fragments(project, opts);
@@ -369,15 +393,19 @@ pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Res
         && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
         && is_clean(&src.dir)?
     {
-        return Ok(Built {
+        return Ok(Some(Built {
             image,
             outdir,
             log: log_path,
             up_to_date: true,
             seconds: start.elapsed().as_secs_f64(),
             objects: 0,
-        });
+        }));
     }
+    if !may_build {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&outdir)?;
     let _ = std::fs::remove_file(&stamp_path);
 
     let mut log = std::fs::File::create(&log_path)?;
@@ -467,14 +495,14 @@ pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Res
     if is_clean(&src.dir)? {
         std::fs::write(&stamp_path, &stamp)?;
     }
-    Ok(Built {
+    Ok(Some(Built {
         image,
         outdir,
         log: log_path,
         up_to_date: false,
         seconds: start.elapsed().as_secs_f64(),
         objects,
-    })
+    }))
 }
 
 #[cfg(test)]
