@@ -408,9 +408,11 @@ fn run(cli: &Cli) -> Result<u8> {
         } => {
             let opts = run::RunOpts {
                 tests: tests.clone(),
-                timeout: std::time::Duration::from_secs(*timeout),
-                memory: memory.clone(),
-                cpus: 2,
+                vm: run::VmOpts {
+                    timeout: std::time::Duration::from_secs(*timeout),
+                    memory: memory.clone(),
+                    cpus: 2,
+                },
                 fault: fault.clone(),
             };
             return do_run(cli, build, &opts, *json, junit.as_deref());
@@ -443,9 +445,11 @@ fn run(cli: &Cli) -> Result<u8> {
             };
             let opts = run::RunOpts {
                 tests: vec![],
-                timeout: std::time::Duration::from_secs(*timeout),
-                memory: "2G".into(),
-                cpus: 2,
+                vm: run::VmOpts {
+                    timeout: std::time::Duration::from_secs(*timeout),
+                    memory: "2G".into(),
+                    cpus: 2,
+                },
                 fault: None,
             };
             return do_run(cli, &b, &opts, false, None);

@@ -74,11 +74,36 @@ pub struct Report {
 
 pub struct RunOpts {
     pub tests: Vec<String>,
+    pub vm: VmOpts,
+    /// Written to the series' fault knob before the tests (negative control).
+    pub fault: Option<String>,
+}
+
+/// The guest machine and how long it may run.
+pub struct VmOpts {
     pub timeout: Duration,
     pub memory: String,
     pub cpus: u32,
-    /// Written to the series' fault knob before the tests (negative control).
-    pub fault: Option<String>,
+}
+
+/// What a boot runs: vm/guest/run-tests.sh with `names` from `bindir`,
+/// with `env` set for them.
+pub struct Guest<'a> {
+    pub bindir: &'a Path,
+    pub names: &'a [String],
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// A finished boot: what the guest programs and the console said.
+pub struct Booted {
+    pub accel: &'static str,
+    pub accel_reason: String,
+    pub tests: Vec<TestResult>,
+    pub splats: Vec<Splat>,
+    pub verdict: Verdict,
+    pub finished: vm::Finished,
+    /// The rwdir the guest wrote to, with console.log.
+    pub logs: PathBuf,
 }
 
 /// Guest test names: every vm/tests/*.c (selftests only when asked by name).
@@ -96,18 +121,23 @@ pub fn available_tests(project: &Path) -> Result<Vec<String>> {
     Ok(v)
 }
 
-/// Compiles the guest tests statically (they run on the guest's kernel
-/// with the host's root filesystem, so no library version can differ).
-fn compile_tests(project: &Path, names: &[String], bindir: &Path) -> Result<()> {
+/// Compiles guest programs (`<project>/<dir>/NAME.c`) statically: they run
+/// on the guest's kernel with the host's root filesystem, so no library
+/// version can differ. vm/tests holds the headers every guest program may
+/// include (guest.h).
+pub fn compile_guest(project: &Path, dir: &str, names: &[String], bindir: &Path) -> Result<()> {
     std::fs::create_dir_all(bindir)?;
     // A binary is stale when its source or any shared header is newer.
-    let dir = project.join("vm/tests");
+    let shared = project.join("vm/tests");
+    let dir = project.join(dir);
     let mut headers = None;
-    for e in std::fs::read_dir(&dir)? {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "h") {
-            let m = std::fs::metadata(&p)?.modified()?;
-            headers = headers.max(Some(m));
+    for d in [&shared, &dir] {
+        for e in std::fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "h") {
+                let m = std::fs::metadata(&p)?.modified()?;
+                headers = headers.max(Some(m));
+            }
         }
     }
     for n in names {
@@ -118,20 +148,22 @@ fn compile_tests(project: &Path, names: &[String], bindir: &Path) -> Result<()> 
                 let b = b.modified()?;
                 b >= s.modified()? && headers.is_none_or(|h| b >= h)
             }
-            (Err(_), _) => bail!("no guest test {n} ({} does not exist)", src.display()),
+            (Err(_), _) => bail!("no guest program {n} ({} does not exist)", src.display()),
             _ => false,
         };
         if fresh {
             continue;
         }
-        let out = duct::cmd!("gcc", "-static", "-O2", "-Wall", "-Werror", "-o", &bin, &src)
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()?;
+        let include = format!("-I{}", shared.display());
+        let out =
+            duct::cmd!("gcc", "-static", "-O2", "-Wall", "-Werror", &include, "-o", &bin, &src)
+                .stderr_to_stdout()
+                .stdout_capture()
+                .unchecked()
+                .run()?;
         if !out.status.success() {
             bail!(
-                "guest test {n} does not compile:\n{}",
+                "guest program {n} does not compile:\n{}",
                 String::from_utf8_lossy(&out.stdout)
             );
         }
@@ -207,7 +239,47 @@ pub fn run(
         opts.tests.clone()
     };
     let bindir = cache.join("guest-bin");
-    compile_tests(project, &names, &bindir)?;
+    compile_guest(project, "vm/tests", &names, &bindir)?;
+    let guest = Guest {
+        bindir: &bindir,
+        names: &names,
+        env: opts
+            .fault
+            .iter()
+            .map(|f| ("ZCSPLICE_FAULT", f.clone()))
+            .collect(),
+    };
+    let b = boot(project, cache, image, logs, &guest, &opts.vm)?;
+    let report = Report {
+        verdict: b.verdict,
+        kernel: kernel.to_string(),
+        accel: b.accel.to_string(),
+        accel_reason: b.accel_reason,
+        tests: b.tests,
+        splats: b.splats,
+        seconds: b.finished.seconds,
+        logs: b.logs.clone(),
+        leftovers: b.finished.leftovers,
+        vm_exit_code: b.finished.code,
+    };
+    std::fs::write(
+        b.logs.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}
+
+/// Boots `image` under virtme-ng (KVM if a probe boot shows it works,
+/// else TCG) and runs the guest programs with vm/guest/run-tests.sh; `logs`
+/// is the guest's rwdir and receives console.log and the results.
+pub fn boot(
+    project: &Path,
+    cache: &Path,
+    image: &Path,
+    logs: &Path,
+    guest: &Guest,
+    vm_opts: &VmOpts,
+) -> Result<Booted> {
     std::fs::create_dir_all(logs)?;
     let logs = logs.canonicalize()?;
 
@@ -220,17 +292,20 @@ pub fn run(
         );
     }
     let runner = project.join("vm/guest/run-tests.sh").canonicalize()?;
-    let env = match &opts.fault {
-        Some(f) => format!("env ZCSPLICE_FAULT={f} "),
-        None => String::new(),
-    };
-    let mut exec = format!(
-        "{env}sh {} {} {}",
+    let mut exec = String::new();
+    if !guest.env.is_empty() {
+        exec.push_str("env ");
+        for (k, v) in &guest.env {
+            exec.push_str(&format!("{k}={v} "));
+        }
+    }
+    exec.push_str(&format!(
+        "sh {} {} {}",
         runner.display(),
         logs.display(),
-        bindir.canonicalize()?.display()
-    );
-    for n in &names {
+        guest.bindir.canonicalize()?.display()
+    ));
+    for n in guest.names {
         exec.push(' ');
         exec.push_str(n);
     }
@@ -240,9 +315,9 @@ pub fn run(
         .args([
             "--verbose",
             "--cpus",
-            &opts.cpus.to_string(),
+            &vm_opts.cpus.to_string(),
             "--memory",
-            &opts.memory,
+            &vm_opts.memory,
         ])
         .arg("--rwdir")
         .arg(&logs)
@@ -252,29 +327,21 @@ pub fn run(
         cmd.arg("--disable-kvm");
     }
     let console_path = logs.join("console.log");
-    let finished = vm::run_with_timeout(&mut cmd, &console_path, opts.timeout)
+    let finished = vm::run_with_timeout(&mut cmd, &console_path, vm_opts.timeout)
         .context("cannot start vng (is virtme-ng installed? `pip install virtme-ng`)")?;
     let console = String::from_utf8_lossy(&std::fs::read(&console_path)?).to_string();
-    let tests = read_results(&logs, &names);
+    let tests = read_results(&logs, guest.names);
     let splats = console::splats(&console);
     let verdict = verdict(finished.timed_out, &console, &tests, &splats);
-    let report = Report {
-        verdict,
-        kernel: kernel.to_string(),
-        accel: accel.to_string(),
+    Ok(Booted {
+        accel,
         accel_reason: kvm.reason,
         tests,
         splats,
-        seconds: finished.seconds,
-        logs: logs.clone(),
-        leftovers: finished.leftovers,
-        vm_exit_code: finished.code,
-    };
-    std::fs::write(
-        logs.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    Ok(report)
+        verdict,
+        finished,
+        logs,
+    })
 }
 
 pub fn print_table(r: &Report) {
