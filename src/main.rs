@@ -1,6 +1,7 @@
 //! zcsplice: keeps the zero-copy splice-write series alive across kernels.
 
 mod apply;
+mod bench;
 mod build;
 mod console;
 mod deps;
@@ -105,6 +106,37 @@ enum Cmd {
         /// knob (CONFIG_SPLICE_MOVE_FAULTS) before the tests; they must fail.
         #[arg(long, value_name = "NAME")]
         fault: Option<String>,
+    },
+    /// Build if needed, boot once and measure splice(pipe -> file) into
+    /// tmpfs and ramfs with vm.splice_move on (move) and off (copy).
+    ///
+    /// Each rep a writer process write(2)s --size bytes into a pipe of the
+    /// default size (64 KiB) in 64 KiB writes while the bench splices them
+    /// into a fresh file; move and copy reps alternate, after one warm-up
+    /// rep per cell. Prints medians, min-max spreads and the move/copy
+    /// ratios against the goals; saves bench.json in the run's log
+    /// directory. Fails on a kernel without the series or with a kernel
+    /// report on the console. Under TCG emulation (2 vCPUs, debug kernel) a
+    /// 256M rep takes 10-25 s, so the defaults take about 10 minutes and
+    /// --size 1G about 40.
+    Bench {
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Bytes per rep (K, M, G: binary units); a multiple of 64K.
+        #[arg(long, default_value = "256M", value_parser = bench::parse_size)]
+        size: u64,
+        /// Measured reps per cell (filesystem x mode), after one warm-up.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        reps: u32,
+        /// Hard limit for the whole VM run, in seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// Guest memory (qemu -m): must hold one file of --size on tmpfs or ramfs.
+        #[arg(long, default_value = "3G")]
+        memory: String,
+        /// Print the results as JSON (they are always saved as bench.json).
+        #[arg(long)]
+        json: bool,
     },
     /// Install what the kernel loop needs (Debian packages, virtme-ng).
     Setup,
@@ -300,6 +332,16 @@ fn do_build(cli: &Cli, b: &BuildArgs) -> Result<build::Built> {
     Ok(built)
 }
 
+/// A new log directory for a boot of `built`: <cache>/runs/<tree>/<branch>/<time>.
+fn run_logs(cache: &Path, built: &build::Built) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
+    let rel = built
+        .outdir
+        .strip_prefix(cache.join("build"))
+        .unwrap_or(&built.outdir);
+    cache.join("runs").join(rel).join(stamp)
+}
+
 /// Builds and runs; returns the verdict's exit code.
 fn do_run(
     cli: &Cli,
@@ -314,13 +356,7 @@ fn do_run(
         .unwrap_or_default()
         .trim()
         .to_string();
-    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
-    let rel = built
-        .outdir
-        .strip_prefix(cache.join("build"))
-        .unwrap_or(&built.outdir)
-        .to_path_buf();
-    let logs = cache.join("runs").join(rel).join(stamp);
+    let logs = run_logs(&cache, &built);
     let report = run::run(
         &series_dir(cli),
         &cache,
@@ -416,6 +452,39 @@ fn run(cli: &Cli) -> Result<u8> {
                 fault: fault.clone(),
             };
             return do_run(cli, build, &opts, *json, junit.as_deref());
+        }
+        Cmd::Bench {
+            build,
+            size,
+            reps,
+            timeout,
+            memory,
+            json,
+        } => {
+            let built = do_build(cli, build)?;
+            let cache = cache_dir(cli)?;
+            let opts = bench::BenchOpts {
+                size: *size,
+                reps: *reps,
+                vm: run::VmOpts {
+                    timeout: std::time::Duration::from_secs(*timeout),
+                    memory: memory.clone(),
+                    cpus: 2,
+                },
+            };
+            let b = bench::run(
+                &series_dir(cli),
+                &cache,
+                &built.image,
+                &built.outdir.join(".config"),
+                &run_logs(&cache, &built),
+                &opts,
+            )?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&b)?);
+            } else {
+                print!("{}", bench::table(&b));
+            }
         }
         Cmd::Setup => deps::ensure()?,
         Cmd::Demo { debian, timeout } => {

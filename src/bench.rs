@@ -1,0 +1,914 @@
+//! `zcsplice bench`: one boot of the patched kernel runs vm/bench/splice-bench
+//! (splice from a pipe into tmpfs and ramfs files, vm.splice_move on and off,
+//! interleaved); here its rep lines become medians, spreads, move/copy
+//! ratios against the series' goals, a table and JSON.
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::run::{self, Guest, Verdict, VmOpts};
+use crate::Exit;
+
+/// The guest program, vm/bench/NAME.c.
+const PROGRAM: &str = "splice-bench";
+const FILESYSTEMS: [&str; 2] = ["tmpfs", "ramfs"];
+const MODES: [&str; 2] = ["move", "copy"];
+const MIB: f64 = (1u64 << 20) as f64;
+const GIB: f64 = (1u64 << 30) as f64;
+/// The guest writes in 64 KiB steps: the size must be a multiple.
+const WRITE_SIZE: u64 = 64 << 10;
+
+/// What the series promises, move against copy.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Goals {
+    /// Throughput ratio at least this.
+    pub throughput_min: f64,
+    /// System CPU ratio at most this.
+    pub sys_cpu_max: f64,
+    /// No filesystem below this throughput ratio.
+    pub no_case_below: f64,
+}
+
+pub const GOALS: Goals = Goals {
+    throughput_min: 1.5,
+    sys_cpu_max: 0.6,
+    no_case_below: 0.98,
+};
+
+pub struct BenchOpts {
+    /// Bytes per rep.
+    pub size: u64,
+    /// Measured reps per cell (a warm-up comes first).
+    pub reps: u32,
+    pub vm: VmOpts,
+}
+
+/// The guest's first line: the setup it measured.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Header {
+    pub kernel: String,
+    pub size: u64,
+    pub reps: u32,
+    pub write_size: u64,
+    pub pipe_size: u64,
+    pub page_size: u64,
+    pub cpus: u32,
+}
+
+/// One rep of one cell, as the guest measured it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Sample {
+    pub fs: String,
+    pub mode: String,
+    pub rep: u32,
+    pub warmup: bool,
+    pub seconds: f64,
+    /// System CPU time of the splicer and the writer.
+    pub sys_seconds: f64,
+    pub user_seconds: f64,
+    /// /proc/vmstat deltas over the rep: pages moved, pages taken then copied.
+    pub splice_move: i64,
+    pub splice_move_fallback: i64,
+}
+
+/// Median and range of a set of measurements.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// One filesystem in one mode, warm-up left out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub fs: String,
+    pub mode: String,
+    pub reps: usize,
+    pub mib_per_s: Spread,
+    pub sys_s_per_gib: Spread,
+    /// Per rep, in rep order.
+    pub splice_move: Vec<i64>,
+    pub splice_move_fallback: Vec<i64>,
+    /// Share of the file's pages that were moved, lowest rep.
+    pub moved_share_min: f64,
+}
+
+/// Move against copy on one filesystem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratio {
+    pub fs: String,
+    /// Median MiB/s of move over median MiB/s of copy.
+    pub throughput: f64,
+    /// Median sys s/GiB of move over that of copy.
+    pub sys_cpu: f64,
+    /// The same ratios rep by rep (move rep i against copy rep i, run
+    /// right after it).
+    pub throughput_paired: Spread,
+    pub sys_cpu_paired: Spread,
+    pub throughput_goal_met: bool,
+    pub sys_cpu_goal_met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub cells: Vec<Cell>,
+    pub ratios: Vec<Ratio>,
+    pub goals: Goals,
+    /// Every filesystem's throughput ratio is at least `goals.no_case_below`.
+    pub no_case_below_met: bool,
+    /// Things that make the numbers suspect (a move cell that did not
+    /// move every page, a copy cell that moved some).
+    pub warnings: Vec<String>,
+}
+
+/// The host the guest ran on: other work there slows an emulated guest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Host {
+    pub cpus: usize,
+    /// 1-minute load average before the boot and after it.
+    pub load_before: f64,
+    pub load_after: f64,
+}
+
+impl Host {
+    fn load() -> f64 {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    /// More runnable work than CPUs, counting the guest's own vCPUs.
+    pub fn contended(&self) -> bool {
+        self.load_before.max(self.load_after) > self.cpus as f64
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Bench {
+    pub kernel: String,
+    pub accel: String,
+    pub accel_reason: String,
+    /// Debug options of the kernel's config that slow it down.
+    pub debug_config: Vec<String>,
+    pub memory: String,
+    pub cpus: u32,
+    pub host: Host,
+    pub setup: Header,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub samples: Vec<Sample>,
+    pub seconds: f64,
+    pub logs: PathBuf,
+}
+
+/// Parses a size: bytes, or a number with K, M or G (binary units).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, ' '),
+    };
+    let shift = match unit {
+        ' ' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => bail!("{s:?}: unknown unit (use K, M or G)"),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("{s:?} is not a size"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| anyhow!("{s:?} is too large"))?;
+    if bytes == 0 || !bytes.is_multiple_of(WRITE_SIZE) {
+        bail!("{s:?}: the size must be a positive multiple of 64K");
+    }
+    Ok(bytes)
+}
+
+/// Human size: 1G, 256M, 64K, or bytes.
+pub fn show_size(bytes: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
+/// Reads the guest's output: the header line and the rep lines.
+pub fn parse_lines(text: &str) -> Result<(Header, Vec<Sample>)> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().ok_or_else(|| anyhow!("no header line"))?;
+    let header: Header =
+        serde_json::from_str(first).with_context(|| format!("bad header line: {first}"))?;
+    let samples = lines
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad rep line: {l}")))
+        .collect::<Result<Vec<Sample>>>()?;
+    Ok((header, samples))
+}
+
+fn mib_per_s(h: &Header, s: &Sample) -> f64 {
+    h.size as f64 / MIB / s.seconds
+}
+
+fn sys_per_gib(h: &Header, s: &Sample) -> f64 {
+    s.sys_seconds / (h.size as f64 / GIB)
+}
+
+/// Cells, ratios and goals from the measured reps (warm-ups left out).
+pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
+    let pages = (h.size / h.page_size) as f64;
+    let measured = |fs: &str, mode: &str| -> Vec<&Sample> {
+        let mut v: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| !s.warmup && s.fs == fs && s.mode == mode)
+            .collect();
+        v.sort_by_key(|s| s.rep);
+        v
+    };
+    let mut cells = Vec::new();
+    let mut ratios = Vec::new();
+    let mut warnings = Vec::new();
+    for fs in FILESYSTEMS {
+        for mode in MODES {
+            let reps = measured(fs, mode);
+            if reps.is_empty() {
+                bail!("no measured rep for {fs} {mode}");
+            }
+            let spread = |f: &dyn Fn(&Sample) -> f64| {
+                Spread::of(&reps.iter().map(|s| f(s)).collect::<Vec<_>>())
+                    .ok_or_else(|| anyhow!("{fs} {mode}: no finite measurement"))
+            };
+            let moved: Vec<i64> = reps.iter().map(|s| s.splice_move).collect();
+            let moved_share_min = moved.iter().copied().min().unwrap_or(0) as f64 / pages;
+            match mode {
+                "move" if moved_share_min < 1.0 => warnings.push(format!(
+                    "{fs} move: only {:.1}% of the pages were moved in some rep",
+                    moved_share_min * 100.0
+                )),
+                "copy" if moved.iter().any(|&m| m != 0) => warnings.push(format!(
+                    "{fs} copy: pages were moved with vm.splice_move = 0 ({moved:?})"
+                )),
+                _ => {}
+            }
+            cells.push(Cell {
+                fs: fs.into(),
+                mode: mode.into(),
+                reps: reps.len(),
+                mib_per_s: spread(&|s| mib_per_s(h, s))?,
+                sys_s_per_gib: spread(&|s| sys_per_gib(h, s))?,
+                splice_move: moved,
+                splice_move_fallback: reps.iter().map(|s| s.splice_move_fallback).collect(),
+                moved_share_min,
+            });
+        }
+        let n = cells.len();
+        let (mv, cp) = (&cells[n - 2], &cells[n - 1]);
+        // Rep i of move ran right before rep i of copy: pair them.
+        let (mreps, creps) = (measured(fs, "move"), measured(fs, "copy"));
+        let pairs: Vec<(&Sample, &Sample)> = mreps
+            .iter()
+            .flat_map(|m| creps.iter().find(|c| c.rep == m.rep).map(|c| (*m, *c)))
+            .collect();
+        let paired = |f: &dyn Fn(&Sample, &Sample) -> f64| {
+            Spread::of(&pairs.iter().map(|(m, c)| f(m, c)).collect::<Vec<_>>())
+                .ok_or_else(|| anyhow!("{fs}: no paired reps"))
+        };
+        let throughput = mv.mib_per_s.median / cp.mib_per_s.median;
+        let sys_cpu = mv.sys_s_per_gib.median / cp.sys_s_per_gib.median;
+        ratios.push(Ratio {
+            fs: fs.into(),
+            throughput,
+            sys_cpu,
+            throughput_paired: paired(&|m, c| c.seconds / m.seconds)?,
+            sys_cpu_paired: paired(&|m, c| m.sys_seconds / c.sys_seconds)?,
+            throughput_goal_met: throughput >= GOALS.throughput_min,
+            sys_cpu_goal_met: sys_cpu <= GOALS.sys_cpu_max,
+        });
+    }
+    let no_case_below_met = ratios.iter().all(|r| r.throughput >= GOALS.no_case_below);
+    Ok(Summary {
+        cells,
+        ratios,
+        goals: GOALS,
+        no_case_below_met,
+        warnings,
+    })
+}
+
+/// The debug options of a kernel .config that cost time on every call.
+pub fn debug_options(config: &str) -> Vec<String> {
+    const SLOW: [&str; 8] = [
+        "KASAN",
+        "PROVE_LOCKING",
+        "DEBUG_VM",
+        "DEBUG_VM_PGFLAGS",
+        "DEBUG_LIST",
+        "DEBUG_ATOMIC_SLEEP",
+        "DEBUG_PAGEALLOC",
+        "KMEMLEAK",
+    ];
+    SLOW.iter()
+        .filter(|o| config.lines().any(|l| l == format!("CONFIG_{o}=y")))
+        .map(|o| o.to_string())
+        .collect()
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The table, as printed.
+pub fn table(b: &Bench) -> String {
+    let s = &b.summary;
+    let h = &b.setup;
+    let mut out = format!(
+        "splice bench: kernel {} under {} ({}), {} vCPUs, {} memory\n",
+        b.kernel,
+        b.accel.to_uppercase(),
+        b.accel_reason,
+        b.cpus,
+        b.memory
+    );
+    out += &format!(
+        "{} per rep, {} reps per cell after 1 warm-up, interleaved; {} writes, pipe {}, page {}\n",
+        show_size(h.size),
+        h.reps,
+        show_size(h.write_size),
+        show_size(h.pipe_size),
+        show_size(h.page_size)
+    );
+    out += &format!(
+        "host: {} CPUs, load {:.1} before and {:.1} after{}\n",
+        b.host.cpus,
+        b.host.load_before,
+        b.host.load_after,
+        if b.host.contended() {
+            ": contended, timings include waiting for the host"
+        } else {
+            ""
+        }
+    );
+    if !b.debug_config.is_empty() {
+        out += &format!(
+            "debug kernel: {} (absolute numbers are not production numbers)\n",
+            b.debug_config.join(" ")
+        );
+    }
+    out += &format!(
+        "\n{:6} {:5} {:>9} {:>19}  {:>10} {:>19}  {:>7} {:>8}\n",
+        "FS", "MODE", "MiB/s", "[min-max]", "sys s/GiB", "[min-max]", "moved", "fallback"
+    );
+    for c in &s.cells {
+        let fb: i64 = c.splice_move_fallback.iter().sum();
+        out += &format!(
+            "{:6} {:5} {:>9.1} {:>19}  {:>10.3} {:>19}  {:>6.1}% {:>8}\n",
+            c.fs,
+            c.mode,
+            c.mib_per_s.median,
+            format!("[{:.1}-{:.1}]", c.mib_per_s.min, c.mib_per_s.max),
+            c.sys_s_per_gib.median,
+            format!("[{:.3}-{:.3}]", c.sys_s_per_gib.min, c.sys_s_per_gib.max),
+            c.moved_share_min * 100.0,
+            fb
+        );
+    }
+    let g = &s.goals;
+    out += &format!(
+        "\n{:6} {:>10} {:>15} {:>7}  {:>10} {:>15} {:>7}\n",
+        "MOVE/COPY",
+        "throughput",
+        "[paired reps]",
+        format!(">={}x", g.throughput_min),
+        "sys CPU",
+        "[paired reps]",
+        format!("<={}x", g.sys_cpu_max)
+    );
+    for r in &s.ratios {
+        out += &format!(
+            "{:9} {:>9.2}x {:>15} {:>7}  {:>9.2}x {:>15} {:>7}\n",
+            r.fs,
+            r.throughput,
+            format!(
+                "[{:.2}-{:.2}]",
+                r.throughput_paired.min, r.throughput_paired.max
+            ),
+            met(r.throughput_goal_met),
+            r.sys_cpu,
+            format!("[{:.2}-{:.2}]", r.sys_cpu_paired.min, r.sys_cpu_paired.max),
+            met(r.sys_cpu_goal_met)
+        );
+    }
+    let lowest = s
+        .ratios
+        .iter()
+        .min_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    if let Some(l) = lowest {
+        out += &format!(
+            "no case below {}x throughput: {} (lowest: {} {:.2}x)\n",
+            g.no_case_below,
+            met(s.no_case_below_met),
+            l.fs,
+            l.throughput
+        );
+    }
+    for w in &s.warnings {
+        out += &format!("warning: {w}\n");
+    }
+    out += &format!(
+        "\nmoved: share of the file's pages moved (lowest rep); fallback: pages taken then copied (all reps)\n\
+         {:.0} s in the VM; logs and bench.json: {}\n",
+        b.seconds,
+        b.logs.display()
+    );
+    out
+}
+
+/// Shows the guest's progress from its output file while the VM runs.
+fn watch(out: &Path, total: u64, done: &AtomicBool) {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} reps  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("booting");
+    while !done.load(Ordering::Relaxed) {
+        if let Ok(text) = std::fs::read_to_string(out) {
+            let reps: Vec<&str> = text.lines().skip(1).collect();
+            bar.set_position(reps.len() as u64);
+            let last = reps
+                .last()
+                .and_then(|l| serde_json::from_str::<Sample>(l).ok());
+            match (last, text.lines().next()) {
+                (Some(s), _) => bar.set_message(format!(
+                    "{} {} rep {}: {:.1} s",
+                    s.fs, s.mode, s.rep, s.seconds
+                )),
+                (None, Some(_)) => bar.set_message("first rep"),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bar.finish_and_clear();
+}
+
+/// Whether a boot measured anything: the guest program passed on a kernel
+/// with the series, and the console is clean. The error carries the exit
+/// code (the verdict's, at least 1).
+pub fn judge(booted: &run::Booted, timeout: Duration) -> Result<()> {
+    let (result, output) = booted
+        .tests
+        .iter()
+        .find(|t| t.name == PROGRAM)
+        .map(|t| (t.result.as_str(), t.output.trim()))
+        .unwrap_or(("incomplete", ""));
+    let fail = |msg: String| -> Result<()> {
+        Err(anyhow::Error::new(Exit(
+            booted.verdict.exit_code().max(1),
+            anyhow!("{msg}\n  logs: {}", booted.logs.display()),
+        )))
+    };
+    if result == "skip" {
+        return fail(format!(
+            "the kernel has no vm.splice_move sysctl: it was built without the series \
+             (apply it, then bench its branch); guest said: {output}"
+        ));
+    }
+    if !booted.splats.is_empty() {
+        let reports: Vec<&str> = booted.splats.iter().map(|s| s.text.as_str()).collect();
+        return fail(format!(
+            "the console has {} kernel report(s): a benchmark of such a kernel means nothing\n{}",
+            booted.splats.len(),
+            reports.join("\n\n")
+        ));
+    }
+    match booted.verdict {
+        Verdict::Pass => Ok(()),
+        Verdict::Timeout => fail(format!(
+            "the benchmark did not finish in {} s (--timeout)",
+            timeout.as_secs()
+        )),
+        v => fail(format!(
+            "the benchmark did not complete: verdict {}, {PROGRAM} {result}: {output}",
+            v.as_str()
+        )),
+    }
+}
+
+/// Boots `image` once and runs the benchmark; `logs` receives the
+/// console, the guest's lines (bench.jsonl) and bench.json.
+pub fn run(
+    project: &Path,
+    cache: &Path,
+    image: &Path,
+    config: &Path,
+    logs: &Path,
+    opts: &BenchOpts,
+) -> Result<Bench> {
+    let names = [PROGRAM.to_string()];
+    let bindir = cache.join("bench-bin");
+    run::compile_guest(project, "vm/bench", &names, &bindir)?;
+    std::fs::create_dir_all(logs)?;
+    let logs = logs.canonicalize()?;
+    let lines = logs.join("bench.jsonl");
+    let guest = Guest {
+        bindir: &bindir,
+        names: &names,
+        env: vec![
+            ("ZCSPLICE_BENCH_SIZE", opts.size.to_string()),
+            ("ZCSPLICE_BENCH_REPS", opts.reps.to_string()),
+            ("ZCSPLICE_BENCH_OUT", lines.display().to_string()),
+        ],
+    };
+    let total = (FILESYSTEMS.len() * MODES.len()) as u64 * (u64::from(opts.reps) + 1);
+    let done = AtomicBool::new(false);
+    let load_before = Host::load();
+    let booted = std::thread::scope(|s| {
+        s.spawn(|| watch(&lines, total, &done));
+        let b = run::boot(project, cache, image, &logs, &guest, &opts.vm);
+        done.store(true, Ordering::Relaxed);
+        b
+    })
+    .map_err(|e| anyhow::Error::new(Exit(Verdict::VmFailed.exit_code(), e)))?;
+
+    let host = Host {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_before,
+        load_after: Host::load(),
+    };
+    judge(&booted, opts.vm.timeout)?;
+    let text = std::fs::read_to_string(&lines)
+        .with_context(|| format!("the guest wrote no {}", lines.display()))?;
+    let (setup, samples) = parse_lines(&text)?;
+    let summary = summarize(&setup, &samples)?;
+    let bench = Bench {
+        kernel: setup.kernel.clone(),
+        accel: booted.accel.to_string(),
+        accel_reason: booted.accel_reason,
+        debug_config: debug_options(&std::fs::read_to_string(config).unwrap_or_default()),
+        memory: opts.vm.memory.clone(),
+        cpus: opts.vm.cpus,
+        host,
+        setup,
+        summary,
+        samples,
+        seconds: booted.finished.seconds,
+        logs: logs.clone(),
+    };
+    std::fs::write(
+        logs.join("bench.json"),
+        serde_json::to_string_pretty(&bench)? + "\n",
+    )?;
+    Ok(bench)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(size: u64, reps: u32) -> Header {
+        Header {
+            kernel: "6.12.117".into(),
+            size,
+            reps,
+            write_size: 65536,
+            pipe_size: 65536,
+            page_size: 4096,
+            cpus: 2,
+        }
+    }
+
+    fn sample(fs: &str, mode: &str, rep: u32, seconds: f64, sys: f64, moved: i64) -> Sample {
+        Sample {
+            fs: fs.into(),
+            mode: mode.into(),
+            rep,
+            warmup: rep == 0,
+            seconds,
+            sys_seconds: sys,
+            user_seconds: 0.01,
+            splice_move: moved,
+            splice_move_fallback: 0,
+        }
+    }
+
+    /// 1 GiB reps: move takes `m` s and `ms` sys s, copy `c` and `cs`.
+    fn samples(fs: &str, reps: &[(f64, f64, f64, f64)]) -> Vec<Sample> {
+        let pages = (1 << 30) / 4096;
+        let mut v = Vec::new();
+        for (i, &(m, ms, c, cs)) in reps.iter().enumerate() {
+            v.push(sample(fs, "move", i as u32, m, ms, pages));
+            v.push(sample(fs, "copy", i as u32, c, cs, 0));
+        }
+        v
+    }
+
+    #[test]
+    fn spread_is_median_and_range() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+        assert_eq!(Spread::of(&[]), None);
+        assert_eq!(Spread::of(&[f64::INFINITY]), None);
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("128k").unwrap(), 128 << 10);
+        assert_eq!(parse_size("131072").unwrap(), 131072);
+        assert!(parse_size("100").is_err(), "not a multiple of 64K");
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("lots").is_err());
+        assert_eq!(show_size(1 << 30), "1G");
+        assert_eq!(show_size(96 << 20), "96M");
+        assert_eq!(show_size(65536), "64K");
+    }
+
+    #[test]
+    fn ratios_use_medians_without_the_warm_up() {
+        let h = header(1 << 30, 3);
+        let mut v = samples(
+            "tmpfs",
+            &[
+                // The warm-up is way off and must not count.
+                (100.0, 100.0, 1.0, 1.0),
+                (1.0, 0.4, 2.0, 1.0),
+                (2.0, 0.5, 3.0, 1.0),
+                (1.5, 0.6, 2.4, 2.0),
+            ],
+        );
+        v.extend(samples(
+            "ramfs",
+            &[
+                (9.0, 9.0, 9.0, 9.0),
+                (2.0, 1.0, 2.0, 1.0),
+                (2.0, 1.0, 2.0, 1.0),
+                (2.1, 1.0, 2.0, 1.0),
+            ],
+        ));
+        let s = summarize(&h, &v).unwrap();
+        let names: Vec<(String, String)> = s
+            .cells
+            .iter()
+            .map(|c| (c.fs.clone(), c.mode.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("tmpfs".into(), "move".into()),
+                ("tmpfs".into(), "copy".into()),
+                ("ramfs".into(), "move".into()),
+                ("ramfs".into(), "copy".into())
+            ]
+        );
+        let tm = &s.cells[0];
+        assert_eq!(tm.reps, 3);
+        // 1 GiB in 1.0, 2.0, 1.5 s: median 1.5 s = 682.7 MiB/s.
+        assert!((tm.mib_per_s.median - 1024.0 / 1.5).abs() < 1e-9);
+        assert!((tm.mib_per_s.min - 512.0).abs() < 1e-9);
+        assert!((tm.mib_per_s.max - 1024.0).abs() < 1e-9);
+        assert!((tm.sys_s_per_gib.median - 0.5).abs() < 1e-9);
+        assert_eq!(tm.moved_share_min, 1.0);
+
+        let t = &s.ratios[0];
+        // Copy median 2.4 s against move 1.5 s.
+        assert!((t.throughput - 2.4 / 1.5).abs() < 1e-9);
+        assert!((t.sys_cpu - 0.5).abs() < 1e-9);
+        assert!(t.throughput_goal_met && t.sys_cpu_goal_met);
+        // Paired: 2/1, 3/2, 2.4/1.5.
+        assert!((t.throughput_paired.min - 1.5).abs() < 1e-9);
+        assert!((t.throughput_paired.max - 2.0).abs() < 1e-9);
+        assert!((t.sys_cpu_paired.min - 0.3).abs() < 1e-9);
+
+        let r = &s.ratios[1];
+        assert!((r.throughput - 1.0).abs() < 1e-9);
+        assert!(!r.throughput_goal_met && !r.sys_cpu_goal_met);
+        assert!(s.no_case_below_met);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn a_slower_move_misses_the_no_regression_goal() {
+        let h = header(1 << 30, 1);
+        let mut v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        v.extend(samples(
+            "ramfs",
+            &[(1.0, 1.0, 1.0, 1.0), (1.1, 1.0, 1.0, 1.0)],
+        ));
+        let s = summarize(&h, &v).unwrap();
+        assert!(s.ratios[1].throughput < 0.98);
+        assert!(!s.no_case_below_met);
+    }
+
+    #[test]
+    fn wrong_paths_are_warned_about() {
+        let h = header(1 << 30, 1);
+        let mut v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 2.0, 1.0)]);
+        v.extend(samples(
+            "ramfs",
+            &[(1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 2.0, 1.0)],
+        ));
+        v.iter_mut()
+            .filter(|s| s.fs == "ramfs" && s.mode == "move")
+            .for_each(|s| s.splice_move /= 2);
+        v.iter_mut()
+            .filter(|s| s.fs == "tmpfs" && s.mode == "copy")
+            .for_each(|s| s.splice_move = 3);
+        let s = summarize(&h, &v).unwrap();
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[0].starts_with("tmpfs copy"));
+        assert!(s.warnings[1].contains("ramfs move: only 50.0%"));
+    }
+
+    #[test]
+    fn a_missing_cell_is_an_error() {
+        let h = header(1 << 30, 1);
+        let v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 2.0, 1.0)]);
+        let e = summarize(&h, &v).unwrap_err();
+        assert!(e.to_string().contains("ramfs move"), "{e}");
+    }
+
+    #[test]
+    fn guest_lines_parse() {
+        let text =
+            "{\"kernel\": \"6.12.117\", \"size\": 1048576, \"reps\": 1, \"write_size\": 65536, \
+                    \"pipe_size\": 65536, \"page_size\": 4096, \"cpus\": 2}\n\
+                    {\"fs\": \"tmpfs\", \"mode\": \"move\", \"rep\": 0, \"warmup\": true, \
+                    \"seconds\": 0.5, \"sys_seconds\": 0.25, \"user_seconds\": 0.01, \
+                    \"splice_move\": 256, \"splice_move_fallback\": 0}\n";
+        let (h, s) = parse_lines(text).unwrap();
+        assert_eq!(h.size, 1 << 20);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].splice_move, 256);
+        assert!(parse_lines("").is_err());
+        assert!(parse_lines("{\"kernel\": 1}\n").is_err());
+    }
+
+    #[test]
+    fn debug_options_are_read_from_the_config() {
+        let cfg = "CONFIG_DEBUG_VM=y\n# CONFIG_KASAN is not set\nCONFIG_PROVE_LOCKING=y\nCONFIG_DEBUG_LIST=n\n";
+        assert_eq!(debug_options(cfg), ["PROVE_LOCKING", "DEBUG_VM"]);
+    }
+
+    fn booted(result: &str, output: &str, verdict: Verdict) -> run::Booted {
+        run::Booted {
+            accel: "tcg",
+            accel_reason: String::new(),
+            tests: vec![run::TestResult {
+                name: PROGRAM.into(),
+                result: result.into(),
+                seconds: 1.0,
+                output: output.into(),
+            }],
+            splats: vec![],
+            verdict,
+            finished: crate::vm::Finished {
+                timed_out: verdict == Verdict::Timeout,
+                code: Some(0),
+                seconds: 1.0,
+                leftovers: vec![],
+            },
+            logs: "/logs".into(),
+        }
+    }
+
+    fn exit_code(r: Result<()>) -> (u8, String) {
+        let e = r.unwrap_err();
+        let code = e.downcast_ref::<Exit>().map(|x| x.0).unwrap();
+        (code, format!("{e:#}"))
+    }
+
+    #[test]
+    fn judge_explains_what_went_wrong() {
+        let t = Duration::from_secs(60);
+        assert!(judge(&booted("pass", "", Verdict::Pass), t).is_ok());
+
+        let no_series = "kernel without the series: no /proc/sys/vm/splice_move";
+        let (code, msg) = exit_code(judge(&booted("skip", no_series, Verdict::Pass), t));
+        assert_eq!(code, 1);
+        assert!(msg.contains("built without the series"), "{msg}");
+        assert!(msg.contains(no_series), "{msg}");
+
+        let mut b = booted("pass", "", Verdict::Fail);
+        b.splats = crate::console::splats(
+            "WARNING: CPU: 0 PID: 7 at mm/filemap.c:1 f+0x1/0x2\n---[ end trace 0 ]---\n",
+        );
+        let (code, msg) = exit_code(judge(&b, t));
+        assert_eq!(code, 1);
+        assert!(msg.contains("1 kernel report(s)"), "{msg}");
+        assert!(msg.contains("mm/filemap.c:1"), "{msg}");
+
+        let (code, msg) = exit_code(judge(&booted("incomplete", "", Verdict::Timeout), t));
+        assert_eq!(code, 129);
+        assert!(msg.contains("did not finish in 60 s"), "{msg}");
+
+        let (code, msg) = exit_code(judge(
+            &booted("fail", "splice-bench: data differs at 0", Verdict::Fail),
+            t,
+        ));
+        assert_eq!(code, 1);
+        assert!(msg.contains("data differs"), "{msg}");
+    }
+
+    #[test]
+    fn table_shows_setup_cells_ratios_and_goals() {
+        let h = header(1 << 30, 1);
+        let mut v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        v.extend(samples(
+            "ramfs",
+            &[(1.0, 1.0, 1.0, 1.0), (1.1, 1.0, 1.0, 1.0)],
+        ));
+        let summary = summarize(&h, &v).unwrap();
+        let b = Bench {
+            kernel: "6.12.117".into(),
+            accel: "tcg".into(),
+            accel_reason: "no /dev/kvm".into(),
+            debug_config: vec!["PROVE_LOCKING".into()],
+            memory: "3G".into(),
+            cpus: 2,
+            host: Host {
+                cpus: 2,
+                load_before: 3.5,
+                load_after: 1.0,
+            },
+            setup: h,
+            summary,
+            samples: v,
+            seconds: 60.0,
+            logs: "/logs".into(),
+        };
+        let t = table(&b);
+        assert!(
+            t.starts_with("splice bench: kernel 6.12.117 under TCG (no /dev/kvm)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("1G per rep, 1 reps per cell after 1 warm-up"),
+            "{t}"
+        );
+        assert!(t.contains("debug kernel: PROVE_LOCKING"), "{t}");
+        assert!(
+            t.contains("host: 2 CPUs, load 3.5 before and 1.0 after: contended"),
+            "{t}"
+        );
+        assert!(t.contains("tmpfs  move     1024.0"), "{t}");
+        assert!(t.contains("100.0%"), "{t}");
+        assert!(t.contains("tmpfs          2.00x"), "{t}");
+        assert!(t.contains("ramfs          0.91x"), "{t}");
+        assert!(
+            t.contains("no case below 0.98x throughput: MISSED (lowest: ramfs 0.91x)"),
+            "{t}"
+        );
+        let j = serde_json::to_value(&b).unwrap();
+        assert_eq!(j["cells"].as_array().unwrap().len(), 4);
+        assert_eq!(j["ratios"][0]["fs"], "tmpfs");
+        assert_eq!(j["goals"]["throughput_min"], 1.5);
+        assert_eq!(j["setup"]["size"], 1u64 << 30);
+        assert_eq!(j["no_case_below_met"], false);
+    }
+}

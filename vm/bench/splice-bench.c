@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * splice-bench: throughput and system CPU time of splice(pipe -> file)
+ * into tmpfs and ramfs, with vm.splice_move on (pipe pages are moved into
+ * the page cache) and off (they are copied), in one boot.
+ *
+ * A writer process write(2)s ZCSPLICE_BENCH_SIZE bytes into a pipe of the
+ * default size, 64 KiB at a time; this process splices them into a fresh
+ * file. Every pipe page is then whole and lands on a page-aligned file
+ * offset, so with the switch on every page can be moved. The cells (fs x
+ * mode) are interleaved rep by rep, so that drift hits both modes alike;
+ * rep 0 of every cell is a warm-up.
+ *
+ * Results go to ZCSPLICE_BENCH_OUT, one JSON object per line: a header,
+ * then one line per rep. Exits 77 on a kernel without the series.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest.h"
+
+#define WRITE_SIZE (64 << 10)
+#define ROOT "/tmp/zcsplice-bench"
+
+static char buf[WRITE_SIZE];
+
+struct sample {
+	double seconds, sys_seconds, user_seconds;
+	long splice_move, splice_move_fallback;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double secs(struct timeval tv)
+{
+	return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static unsigned long long env_number(const char *name)
+{
+	const char *s = getenv(name);
+
+	if (!s || !*s) {
+		fprintf(stderr, "splice-bench: %s is not set\n", name);
+		exit(2);
+	}
+	return strtoull(s, NULL, 10);
+}
+
+/* The writer: @size bytes into @fd in WRITE_SIZE writes. */
+static void writer(int fd, unsigned long long size)
+{
+	for (; size; size -= WRITE_SIZE) {
+		if (write(fd, buf, WRITE_SIZE) != WRITE_SIZE)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+/* The first and the last write must read back as written. */
+static int verify(int fd, unsigned long long size)
+{
+	static char got[WRITE_SIZE];
+	off_t at[2] = { 0, size - WRITE_SIZE };
+	struct stat st;
+
+	if (fstat(fd, &st) || (unsigned long long)st.st_size != size) {
+		fprintf(stderr, "splice-bench: file has %lld bytes, want %llu\n",
+			(long long)st.st_size, size);
+		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (pread(fd, got, WRITE_SIZE, at[i]) != WRITE_SIZE ||
+		    memcmp(got, buf, WRITE_SIZE)) {
+			fprintf(stderr, "splice-bench: data differs at %lld\n",
+				(long long)at[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * One rep: a fresh file, a writer child, splice until @size bytes are in.
+ * Timed from before the fork to the writer reaped; system CPU time is this
+ * process's plus the writer's. Unlinking the file is not timed.
+ */
+static int one_rep(const char *file, unsigned long long size,
+		   struct sample *s)
+{
+	long moved = vmstat("splice_move");
+	long fallback = vmstat("splice_move_fallback");
+	struct rusage self0, self1, child;
+	unsigned long long done = 0;
+	int p[2], fd, status, err = 0;
+	double t0;
+	pid_t pid;
+
+	fd = open(file, O_CREAT | O_EXCL | O_RDWR, 0644);
+	if (fd < 0 || pipe(p)) {
+		perror(file);
+		return -1;
+	}
+	getrusage(RUSAGE_SELF, &self0);
+	t0 = now();
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		return -1;
+	}
+	if (!pid) {
+		close(p[0]);
+		writer(p[1], size);
+	}
+	close(p[1]);
+	while (done < size) {
+		ssize_t n = splice(p[0], NULL, fd, NULL, size - done, 0);
+
+		if (n <= 0) {
+			fprintf(stderr, "splice-bench: splice at %llu: %s\n",
+				done, n ? strerror(errno) : "early EOF");
+			err = -1;
+			break;
+		}
+		done += n;
+	}
+	close(p[0]);
+	if (wait4(pid, &status, 0, &child) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status)) {
+		fprintf(stderr, "splice-bench: the writer failed\n");
+		err = -1;
+	}
+	s->seconds = now() - t0;
+	getrusage(RUSAGE_SELF, &self1);
+	s->sys_seconds = secs(self1.ru_stime) - secs(self0.ru_stime) +
+			 secs(child.ru_stime);
+	s->user_seconds = secs(self1.ru_utime) - secs(self0.ru_utime) +
+			  secs(child.ru_utime);
+	s->splice_move = vmstat("splice_move") - moved;
+	s->splice_move_fallback = vmstat("splice_move_fallback") - fallback;
+	if (!err)
+		err = verify(fd, size);
+	close(fd);
+	if (unlink(file)) {
+		perror(file);
+		err = -1;
+	}
+	return err;
+}
+
+int main(void)
+{
+	static const char *const fss[] = { "tmpfs", "ramfs" };
+	static const char *const modes[] = { "move", "copy" };
+	unsigned long long size = env_number("ZCSPLICE_BENCH_SIZE");
+	unsigned long long reps = env_number("ZCSPLICE_BENCH_REPS");
+	const char *path = getenv("ZCSPLICE_BENCH_OUT");
+	char dir[128], file[160], opts[64];
+	struct utsname u;
+	int p[2], pipe_size;
+	FILE *out;
+
+	if (access("/proc/sys/vm/splice_move", F_OK)) {
+		printf("kernel without the series: no /proc/sys/vm/splice_move\n");
+		return 77;
+	}
+	if (!size || size % WRITE_SIZE || !reps || !path) {
+		fprintf(stderr, "splice-bench: bad size, reps or output\n");
+		return 2;
+	}
+	out = fopen(path, "w");
+	if (!out) {
+		perror(path);
+		return 1;
+	}
+	setvbuf(out, NULL, _IOLBF, 0);
+	memset(buf, 0x5a, sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf); i += 64)
+		buf[i] = (char)(i / 64);
+
+	/* huge=never: a huge page is never a donor's place in the cache. */
+	snprintf(opts, sizeof(opts), "size=%llu,huge=never", size + (64 << 20));
+	mkdir(ROOT, 0755);
+	for (int f = 0; f < 2; f++) {
+		snprintf(dir, sizeof(dir), ROOT "/%s", fss[f]);
+		mkdir(dir, 0755);
+		if (mount(fss[f], dir, fss[f], 0, f ? NULL : opts)) {
+			perror(dir);
+			return 1;
+		}
+	}
+
+	if (pipe(p) || (pipe_size = fcntl(p[0], F_GETPIPE_SZ)) < 0) {
+		perror("pipe");
+		return 1;
+	}
+	close(p[0]);
+	close(p[1]);
+	uname(&u);
+	fprintf(out, "{\"kernel\": \"%s\", \"size\": %llu, \"reps\": %llu, "
+		"\"write_size\": %d, \"pipe_size\": %d, \"page_size\": %ld, "
+		"\"cpus\": %ld}\n", u.release, size, reps, WRITE_SIZE,
+		pipe_size, sysconf(_SC_PAGESIZE),
+		sysconf(_SC_NPROCESSORS_ONLN));
+
+	for (unsigned long long rep = 0; rep <= reps; rep++) {
+		for (int f = 0; f < 2; f++) {
+			for (int m = 0; m < 2; m++) {
+				struct sample s;
+
+				if (set_splice_move(!m) ||
+				    read_number("/proc/sys/vm/splice_move") != !m) {
+					perror("vm.splice_move");
+					return 1;
+				}
+				snprintf(file, sizeof(file), ROOT "/%s/file",
+					 fss[f]);
+				if (one_rep(file, size, &s))
+					return 1;
+				fprintf(out, "{\"fs\": \"%s\", \"mode\": \"%s\", "
+					"\"rep\": %llu, \"warmup\": %s, "
+					"\"seconds\": %.6f, \"sys_seconds\": %.6f, "
+					"\"user_seconds\": %.6f, \"splice_move\": %ld, "
+					"\"splice_move_fallback\": %ld}\n",
+					fss[f], modes[m], rep,
+					rep ? "false" : "true", s.seconds,
+					s.sys_seconds, s.user_seconds,
+					s.splice_move, s.splice_move_fallback);
+				printf("%s %s rep %llu: %.1f MiB/s, %.3f s sys\n",
+				       fss[f], modes[m], rep,
+				       size / 1048576.0 / s.seconds,
+				       s.sys_seconds);
+				fflush(stdout);
+			}
+		}
+	}
+	set_splice_move(1);
+	for (int f = 0; f < 2; f++) {
+		snprintf(dir, sizeof(dir), ROOT "/%s", fss[f]);
+		umount(dir);
+	}
+	fclose(out);
+	return 0;
+}
