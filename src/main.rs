@@ -4,6 +4,7 @@ mod apply;
 mod bench;
 mod build;
 mod console;
+mod controls;
 mod deps;
 mod edit;
 mod import;
@@ -106,6 +107,23 @@ enum Cmd {
         /// knob (CONFIG_SPLICE_MOVE_FAULTS) before the tests; they must fail.
         #[arg(long, value_name = "NAME")]
         fault: Option<String>,
+    },
+    /// Negative controls: boot once per fault in vm/controls.yaml with that
+    /// fault injected; each must make its tests fail. Exit 0 when every
+    /// fault was caught, 1 when one was missed.
+    Controls {
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Only this fault; repeatable [default: every control].
+        #[arg(long = "fault", value_name = "NAME")]
+        faults: Vec<String>,
+        /// Hard limit for each boot, in seconds (a caught fault may leave
+        /// the kernel spinning after its report).
+        #[arg(long, default_value_t = 240)]
+        timeout: u64,
+        /// Print the outcomes as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Build if needed, boot once and measure splice(pipe -> file) into
     /// tmpfs and ramfs with vm.splice_move on (move) and off (copy).
@@ -332,6 +350,26 @@ fn do_build(cli: &Cli, b: &BuildArgs) -> Result<build::Built> {
     Ok(built)
 }
 
+/// Builds and runs; returns the verdict's exit code.
+fn do_run(
+    cli: &Cli,
+    b: &BuildArgs,
+    opts: &run::RunOpts,
+    json: bool,
+    junit: Option<&Path>,
+) -> Result<u8> {
+    let report = build_and_run(cli, b, opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        run::print_table(&report);
+    }
+    if let Some(j) = junit {
+        run::write_junit(&report, j)?;
+    }
+    Ok(report.verdict.exit_code())
+}
+
 /// A new log directory for a boot of `built`: <cache>/runs/<tree>/<branch>/<time>.
 fn run_logs(cache: &Path, built: &build::Built) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
@@ -342,14 +380,7 @@ fn run_logs(cache: &Path, built: &build::Built) -> PathBuf {
     cache.join("runs").join(rel).join(stamp)
 }
 
-/// Builds and runs; returns the verdict's exit code.
-fn do_run(
-    cli: &Cli,
-    b: &BuildArgs,
-    opts: &run::RunOpts,
-    json: bool,
-    junit: Option<&Path>,
-) -> Result<u8> {
+fn build_and_run(cli: &Cli, b: &BuildArgs, opts: &run::RunOpts) -> Result<run::Report> {
     let built = do_build(cli, b)?;
     let cache = cache_dir(cli)?;
     let release = std::fs::read_to_string(built.outdir.join("include/config/kernel.release"))
@@ -357,7 +388,7 @@ fn do_run(
         .trim()
         .to_string();
     let logs = run_logs(&cache, &built);
-    let report = run::run(
+    run::run(
         &series_dir(cli),
         &cache,
         &built.image,
@@ -365,16 +396,42 @@ fn do_run(
         &logs,
         opts,
     )
-    .map_err(infrastructure)?;
+    .map_err(infrastructure)
+}
+
+fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bool) -> Result<u8> {
+    let all = controls::load(&series_dir(cli))?;
+    if let Some(f) = only.iter().find(|f| !all.iter().any(|c| &c.fault == *f)) {
+        return Err(anyhow!("--fault {f}: not in vm/controls.yaml"));
+    }
+    let mut outcomes = Vec::new();
+    for c in all.iter().filter(|c| only.is_empty() || only.contains(&c.fault)) {
+        eprintln!("zcsplice: control {}: {}", c.fault, c.why);
+        let opts = run::RunOpts {
+            tests: c.tests.clone(),
+            vm: run::VmOpts {
+                timeout: std::time::Duration::from_secs(timeout),
+                memory: "2G".into(),
+                cpus: 2,
+            },
+            fault: Some(c.fault.clone()),
+        };
+        let report = build_and_run(cli, b, &opts)?;
+        if matches!(report.verdict, run::Verdict::VmFailed) {
+            return Err(infrastructure(anyhow!(
+                "control {}: the VM could not be started (logs: {})",
+                c.fault,
+                report.logs.display()
+            )));
+        }
+        outcomes.push(controls::judge(&c.fault, &report));
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
-        run::print_table(&report);
+        controls::print_table(&outcomes);
     }
-    if let Some(j) = junit {
-        run::write_junit(&report, j)?;
-    }
-    Ok(report.verdict.exit_code())
+    Ok(u8::from(outcomes.iter().any(|o| !o.caught)))
 }
 
 fn run(cli: &Cli) -> Result<u8> {
@@ -417,7 +474,10 @@ fn run(cli: &Cli) -> Result<u8> {
                 .clone()
                 .unwrap_or_else(|| format!("zcsplice/{}", p.version));
             let outcome = apply::apply(&t, &r, &branch, *force).map_err(untestable)?;
-            let n = r.patches.len();
+            let n = match r.testing.len() {
+                0 => r.patches.len().to_string(),
+                t => format!("{} + {t} testing", r.patches.len()),
+            };
             let tip = r.tip();
             match outcome {
                 apply::Outcome::UpToDate => {
@@ -486,6 +546,12 @@ fn run(cli: &Cli) -> Result<u8> {
                 print!("{}", bench::table(&b));
             }
         }
+        Cmd::Controls {
+            build,
+            faults,
+            timeout,
+            json,
+        } => return do_controls(cli, build, faults, *timeout, *json),
         Cmd::Setup => deps::ensure()?,
         Cmd::Demo { debian, timeout } => {
             deps::ensure()?;

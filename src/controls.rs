@@ -1,0 +1,157 @@
+//! `zcsplice controls`: the negative controls. Each fault in
+//! vm/controls.yaml re-introduces a known pitfall through the series'
+//! fault knob; the tests must then fail. One boot per fault, because a
+//! caught fault usually ends in a panic.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+use crate::run::{Report, Verdict};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    pub fault: String,
+    pub why: String,
+    pub tests: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlsFile {
+    controls: Vec<Control>,
+}
+
+pub fn load(project: &Path) -> Result<Vec<Control>> {
+    let path = project.join("vm/controls.yaml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let f: ControlsFile = serde_yaml::from_str(&text).map_err(|e| match e.location() {
+        Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
+        None => anyhow::anyhow!("{}: {e}", path.display()),
+    })?;
+    Ok(f.controls)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub fault: String,
+    pub verdict: Verdict,
+    /// The control worked: the tests or the console caught the fault.
+    pub caught: bool,
+    /// What caught it: failing tests and kernel reports.
+    pub evidence: Vec<String>,
+    pub logs: String,
+}
+
+/// Did the run see the fault? A harness problem (VM not started, knob
+/// missing) is not a catch, nor is a bare timeout: they say nothing about
+/// the tests. A kernel that reported the bug and then hung did catch it.
+pub fn judge(fault: &str, r: &Report) -> Outcome {
+    let knob_failed = r.tests.iter().any(|t| t.name == "setup");
+    let caught = !knob_failed
+        && match r.verdict {
+            Verdict::Fail | Verdict::Crash => true,
+            Verdict::Timeout => !r.splats.is_empty(),
+            _ => false,
+        };
+    let mut evidence: Vec<String> = r
+        .tests
+        .iter()
+        .filter(|t| t.result != "pass" && t.result != "skip")
+        .map(|t| {
+            let last = t.output.lines().rfind(|l| !l.trim().is_empty());
+            format!("{}: {} ({})", t.name, t.result, last.unwrap_or("").trim())
+        })
+        .collect();
+    evidence.extend(r.splats.iter().map(|s| s.title.clone()));
+    Outcome {
+        fault: fault.to_string(),
+        verdict: r.verdict,
+        caught,
+        evidence,
+        logs: r.logs.display().to_string(),
+    }
+}
+
+pub fn print_table(outcomes: &[Outcome]) {
+    println!("{:<18} {:<8} {:<7} evidence", "fault", "verdict", "caught");
+    for o in outcomes {
+        let first = o.evidence.first().map_or("-", String::as_str);
+        println!(
+            "{:<18} {:<8} {:<7} {first}",
+            o.fault,
+            o.verdict.as_str(),
+            if o.caught { "yes" } else { "MISSED" }
+        );
+        for e in o.evidence.iter().skip(1) {
+            println!("{:<35} {e}", "");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::Splat;
+    use crate::run::TestResult;
+
+    fn report(verdict: Verdict, tests: &[(&str, &str)], splat: bool) -> Report {
+        Report {
+            verdict,
+            kernel: "6.12.117".into(),
+            accel: "tcg".into(),
+            accel_reason: String::new(),
+            tests: tests
+                .iter()
+                .map(|(n, r)| TestResult {
+                    name: n.to_string(),
+                    result: r.to_string(),
+                    seconds: 1.0,
+                    output: "FAIL: 3 failures\n".into(),
+                })
+                .collect(),
+            splats: splat
+                .then(|| Splat {
+                    kind: "BUG".into(),
+                    title: "BUG: Bad page state in process x".into(),
+                    test: Some("splice-integrity".into()),
+                    text: String::new(),
+                })
+                .into_iter()
+                .collect(),
+            seconds: 10.0,
+            logs: "/tmp/logs".into(),
+            leftovers: vec![],
+            vm_exit_code: None,
+        }
+    }
+
+    #[test]
+    fn failing_tests_and_crashes_catch_the_fault() {
+        let o = judge("not-dirty", &report(Verdict::Fail, &[("t", "fail")], false));
+        assert!(o.caught);
+        assert_eq!(o.evidence, ["t: fail (FAIL: 3 failures)"]);
+        let o = judge("kmem-charge", &report(Verdict::Crash, &[("t", "incomplete")], true));
+        assert!(o.caught);
+        assert_eq!(o.evidence.len(), 2);
+    }
+
+    #[test]
+    fn passing_tests_miss_the_fault() {
+        assert!(!judge("x", &report(Verdict::Pass, &[("t", "pass")], false)).caught);
+    }
+
+    #[test]
+    fn a_timeout_catches_only_with_a_kernel_report() {
+        assert!(judge("x", &report(Verdict::Timeout, &[("t", "incomplete")], true)).caught);
+        assert!(!judge("x", &report(Verdict::Timeout, &[("t", "incomplete")], false)).caught);
+    }
+
+    #[test]
+    fn a_knob_that_could_not_be_set_is_no_catch() {
+        let r = report(Verdict::Fail, &[("setup", "fail"), ("t", "pass")], false);
+        assert!(!judge("x", &r).caught);
+    }
+}
