@@ -96,20 +96,32 @@ fn cycle(series_name: &str, version: &str) -> Vec<String> {
         "{cover}"
     );
 
+    // The testing patches (never sent) come after the series.
+    let testing = patch_files(&out.join("testing"));
+    assert!(!testing.is_empty(), "no testing patches rendered");
+    assert!(
+        !cover.contains("DO NOT MERGE") && !cover.contains("DEBUG"),
+        "{cover}"
+    );
+    let email = std::fs::read_to_string(&testing[0]).unwrap();
+    assert!(email.contains("Subject: [DO NOT MERGE 1/"), "{email}");
+
     let applied = ok(&zcsplice(&["apply", "--tree", ts], &series(), &cache()));
     let branch = format!("zcsplice/{version}");
+    let counts = format!("{} + {} testing patches applied", patches.len(), testing.len());
     assert!(
-        applied.contains(&format!("{branch}: {} patches applied", patches.len())),
+        applied.contains(&format!("{branch}: {counts}")),
         "{applied}"
     );
     assert_eq!(git(&t, &["symbolic-ref", "--short", "HEAD"]), branch);
     assert_eq!(git(&t, &["status", "--porcelain"]), "");
     let n = git(&t, &["rev-list", "--count", &format!("{base}..HEAD")]);
-    assert_eq!(n, patches.len().to_string());
+    assert_eq!(n, (patches.len() + testing.len()).to_string());
 
     let tree = git(&t, &["rev-parse", "HEAD^{tree}"]);
+    let all: Vec<PathBuf> = patches.iter().chain(&testing).cloned().collect();
     assert_eq!(
-        git_am_tree(&t, &base, &patches, scratch.path()),
+        git_am_tree(&t, &base, &all, scratch.path()),
         tree,
         "git am differs from apply"
     );
