@@ -118,7 +118,10 @@ pub fn source(
         .join(sanitize(branch));
     let id = commit.to_string();
     let ready = wt.join(".git").exists()
-        && duct::cmd!("git", "-C", &wt, "rev-parse", "HEAD").read().ok() == Some(id.clone());
+        && duct::cmd!("git", "-C", &wt, "rev-parse", "HEAD")
+            .read()
+            .ok()
+            == Some(id.clone());
     if !ready && !checkout {
         return Ok(None);
     }
