@@ -25,8 +25,8 @@ struct ControlsFile {
 
 pub fn load(project: &Path) -> Result<Vec<Control>> {
     let path = project.join("vm/controls.yaml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let f: ControlsFile = serde_yaml::from_str(&text).map_err(|e| match e.location() {
         Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
         None => anyhow::anyhow!("{}: {e}", path.display()),
@@ -133,7 +133,10 @@ mod tests {
         let o = judge("not-dirty", &report(Verdict::Fail, &[("t", "fail")], false));
         assert!(o.caught);
         assert_eq!(o.evidence, ["t: fail (FAIL: 3 failures)"]);
-        let o = judge("kmem-charge", &report(Verdict::Crash, &[("t", "incomplete")], true));
+        let o = judge(
+            "kmem-charge",
+            &report(Verdict::Crash, &[("t", "incomplete")], true),
+        );
         assert!(o.caught);
         assert_eq!(o.evidence.len(), 2);
     }
@@ -146,7 +149,13 @@ mod tests {
     #[test]
     fn a_timeout_catches_only_with_a_kernel_report() {
         assert!(judge("x", &report(Verdict::Timeout, &[("t", "incomplete")], true)).caught);
-        assert!(!judge("x", &report(Verdict::Timeout, &[("t", "incomplete")], false)).caught);
+        assert!(
+            !judge(
+                "x",
+                &report(Verdict::Timeout, &[("t", "incomplete")], false)
+            )
+            .caught
+        );
     }
 
     #[test]

@@ -405,7 +405,10 @@ fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bo
         return Err(anyhow!("--fault {f}: not in vm/controls.yaml"));
     }
     let mut outcomes = Vec::new();
-    for c in all.iter().filter(|c| only.is_empty() || only.contains(&c.fault)) {
+    for c in all
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.fault))
+    {
         eprintln!("zcsplice: control {}: {}", c.fault, c.why);
         let opts = run::RunOpts {
             tests: c.tests.clone(),

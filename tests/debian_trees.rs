@@ -108,7 +108,11 @@ fn cycle(series_name: &str, version: &str) -> Vec<String> {
 
     let applied = ok(&zcsplice(&["apply", "--tree", ts], &series(), &cache()));
     let branch = format!("zcsplice/{version}");
-    let counts = format!("{} + {} testing patches applied", patches.len(), testing.len());
+    let counts = format!(
+        "{} + {} testing patches applied",
+        patches.len(),
+        testing.len()
+    );
     assert!(
         applied.contains(&format!("{branch}: {counts}")),
         "{applied}"
