@@ -56,16 +56,18 @@ pub fn judge(fault: &str, r: &Report) -> Outcome {
             Verdict::Timeout => !r.splats.is_empty(),
             _ => false,
         };
-    let mut evidence: Vec<String> = r
-        .tests
-        .iter()
-        .filter(|t| t.result != "pass" && t.result != "skip")
-        .map(|t| {
-            let last = t.output.lines().rfind(|l| !l.trim().is_empty());
-            format!("{}: {} ({})", t.name, t.result, last.unwrap_or("").trim())
-        })
-        .collect();
-    evidence.extend(r.splats.iter().map(|s| s.title.clone()));
+    // Kernel reports first: they name the bug; a test cut short by them does not.
+    let mut evidence: Vec<String> = r.splats.iter().map(|s| s.title.clone()).collect();
+    evidence.extend(
+        r.tests
+            .iter()
+            .filter(|t| t.result != "pass" && t.result != "skip")
+            .map(|t| {
+                let last = t.output.lines().rfind(|l| !l.trim().is_empty());
+                let last = last.map_or("no output".into(), |l| l.trim().to_string());
+                format!("{}: {} ({last})", t.name, t.result)
+            }),
+    );
     Outcome {
         fault: fault.to_string(),
         verdict: r.verdict,
@@ -138,7 +140,13 @@ mod tests {
             &report(Verdict::Crash, &[("t", "incomplete")], true),
         );
         assert!(o.caught);
-        assert_eq!(o.evidence.len(), 2);
+        assert_eq!(
+            o.evidence,
+            [
+                "BUG: Bad page state in process x",
+                "t: incomplete (FAIL: 3 failures)"
+            ]
+        );
     }
 
     #[test]
