@@ -57,6 +57,11 @@ pub struct Header {
     pub pipe_size: u64,
     pub page_size: u64,
     pub cpus: u32,
+    /// What the guest kernel's memcpy() of one page costs, timed in the
+    /// guest with the same instructions: the work a move saves.
+    pub copy_us_per_page: f64,
+    /// Those instructions: "rep movsb" (FSRM) or "movq loop".
+    pub copy_routine: String,
 }
 
 /// One rep of one cell, as the guest measured it.
@@ -133,6 +138,9 @@ pub struct Ratio {
     pub sys_cpu_paired: Spread,
     pub throughput_goal_met: bool,
     pub sys_cpu_goal_met: bool,
+    /// The page copy a move saves, as a share of the system CPU time a
+    /// copy rep spends per page: about the most a move can save.
+    pub copy_share: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -308,6 +316,7 @@ pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
             Spread::of(&pairs.iter().map(|(m, c)| f(m, c)).collect::<Vec<_>>())
                 .ok_or_else(|| anyhow!("{fs}: no paired reps"))
         };
+        let sys_us_per_page = cp.sys_s_per_gib.median * 1e6 / (GIB / h.page_size as f64);
         let throughput = mv.mib_per_s.median / cp.mib_per_s.median;
         let sys_cpu = mv.sys_s_per_gib.median / cp.sys_s_per_gib.median;
         ratios.push(Ratio {
@@ -318,6 +327,7 @@ pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
             sys_cpu_paired: paired(&|m, c| m.sys_seconds / c.sys_seconds)?,
             throughput_goal_met: throughput >= GOALS.throughput_min,
             sys_cpu_goal_met: sys_cpu <= GOALS.sys_cpu_max,
+            copy_share: h.copy_us_per_page / sys_us_per_page,
         });
     }
     let no_case_below_met = ratios.iter().all(|r| r.throughput >= GOALS.no_case_below);
@@ -413,18 +423,19 @@ pub fn table(b: &Bench) -> String {
     }
     let g = &s.goals;
     out += &format!(
-        "\n{:6} {:>10} {:>15} {:>7}  {:>10} {:>15} {:>7}\n",
+        "\n{:6} {:>10} {:>15} {:>7}  {:>10} {:>15} {:>7}  {:>10}\n",
         "MOVE/COPY",
         "throughput",
         "[paired reps]",
         format!(">={}x", g.throughput_min),
         "sys CPU",
         "[paired reps]",
-        format!("<={}x", g.sys_cpu_max)
+        format!("<={}x", g.sys_cpu_max),
+        "copy share"
     );
     for r in &s.ratios {
         out += &format!(
-            "{:9} {:>9.2}x {:>15} {:>7}  {:>9.2}x {:>15} {:>7}\n",
+            "{:9} {:>9.2}x {:>15} {:>7}  {:>9.2}x {:>15} {:>7}  {:>9.1}%\n",
             r.fs,
             r.throughput,
             format!(
@@ -434,7 +445,8 @@ pub fn table(b: &Bench) -> String {
             met(r.throughput_goal_met),
             r.sys_cpu,
             format!("[{:.2}-{:.2}]", r.sys_cpu_paired.min, r.sys_cpu_paired.max),
-            met(r.sys_cpu_goal_met)
+            met(r.sys_cpu_goal_met),
+            r.copy_share * 100.0
         );
     }
     let lowest = s
@@ -455,7 +467,10 @@ pub fn table(b: &Bench) -> String {
     }
     out += &format!(
         "\nmoved: share of the file's pages moved (lowest rep); fallback: pages taken then copied (all reps)\n\
+         copy share: one page copy ({:.2} us here, {}) against the system CPU a copy rep spends per page\n\
          {:.0} s in the VM; logs and bench.json: {}\n",
+        h.copy_us_per_page,
+        h.copy_routine,
         b.seconds,
         b.logs.display()
     );
@@ -615,6 +630,8 @@ mod tests {
             pipe_size: 65536,
             page_size: 4096,
             cpus: 2,
+            copy_us_per_page: 2.0,
+            copy_routine: "movq loop".into(),
         }
     }
 
@@ -724,6 +741,8 @@ mod tests {
         assert!((t.throughput_paired.min - 1.5).abs() < 1e-9);
         assert!((t.throughput_paired.max - 2.0).abs() < 1e-9);
         assert!((t.sys_cpu_paired.min - 0.3).abs() < 1e-9);
+        // Copy reps: 1 s of sys per GiB = 3.815 us per page; a copy costs 2.
+        assert!((t.copy_share - 2.0 / (1e6 / 262144.0)).abs() < 1e-9);
 
         let r = &s.ratios[1];
         assert!((r.throughput - 1.0).abs() < 1e-9);
@@ -777,12 +796,14 @@ mod tests {
     fn guest_lines_parse() {
         let text =
             "{\"kernel\": \"6.12.117\", \"size\": 1048576, \"reps\": 1, \"write_size\": 65536, \
-                    \"pipe_size\": 65536, \"page_size\": 4096, \"cpus\": 2}\n\
+                    \"pipe_size\": 65536, \"page_size\": 4096, \"cpus\": 2, \
+                    \"copy_us_per_page\": 0.5, \"copy_routine\": \"rep movsb\"}\n\
                     {\"fs\": \"tmpfs\", \"mode\": \"move\", \"rep\": 0, \"warmup\": true, \
                     \"seconds\": 0.5, \"sys_seconds\": 0.25, \"user_seconds\": 0.01, \
                     \"splice_move\": 256, \"splice_move_fallback\": 0}\n";
         let (h, s) = parse_lines(text).unwrap();
         assert_eq!(h.size, 1 << 20);
+        assert_eq!(h.copy_us_per_page, 0.5);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].splice_move, 256);
         assert!(parse_lines("").is_err());
@@ -899,6 +920,7 @@ mod tests {
         assert!(t.contains("tmpfs  move     1024.0"), "{t}");
         assert!(t.contains("100.0%"), "{t}");
         assert!(t.contains("tmpfs          2.00x"), "{t}");
+        assert!(t.contains("one page copy (2.00 us here, movq loop)"), "{t}");
         assert!(t.contains("ramfs          0.91x"), "{t}");
         assert!(
             t.contains("no case below 0.98x throughput: MISSED (lowest: ramfs 0.91x)"),
