@@ -6,6 +6,10 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The tests here share one tree, its build and the host's CPUs: one at a time.
+static LOOP: Mutex<()> = Mutex::new(());
 
 fn series() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -62,6 +66,7 @@ fn qemu_processes_for(image_dir: &str) -> Vec<String> {
 
 #[test]
 fn kernel_loop_on_6_12() {
+    let _one = LOOP.lock().unwrap_or_else(|e| e.into_inner());
     let t = patched_tree();
     let ts = t.to_str().unwrap();
 
@@ -160,4 +165,104 @@ fn kernel_loop_on_6_12() {
     let line = orig.lines().count() + 2;
     assert!(err.contains(&format!("fs/splice.c:{line}:")), "{err}");
     assert!(err.contains("error: expected expression"), "{err}");
+}
+
+/// A short bench: one boot, every cell measured, and the counters prove
+/// that move reps moved every page and copy reps none.
+#[test]
+fn bench_on_6_12() {
+    let _one = LOOP.lock().unwrap_or_else(|e| e.into_inner());
+    let t = patched_tree();
+    let o = zcsplice(
+        &[
+            "bench",
+            "--tree",
+            t.to_str().unwrap(),
+            "--size",
+            "64M",
+            "--reps",
+            "2",
+            "--json",
+        ],
+        &series(),
+        &cache(),
+    );
+    let stdout = ok(&o);
+    let b: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        b["kernel"].as_str().unwrap().starts_with("6.12.117"),
+        "{b:#}"
+    );
+    assert!(["kvm", "tcg"].contains(&b["accel"].as_str().unwrap()));
+    assert_eq!(b["setup"]["size"], 64u64 << 20);
+    assert_eq!(b["setup"]["reps"], 2);
+    let pages = (64u64 << 20) / b["setup"]["page_size"].as_u64().unwrap();
+    assert!(
+        b["setup"]["copy_us_per_page"].as_f64().unwrap() > 0.0,
+        "{b:#}"
+    );
+    assert!(["rep movsb", "movq loop"].contains(&b["setup"]["copy_routine"].as_str().unwrap()));
+
+    // Every cell, in order, with two measured reps and sane numbers.
+    let cells = b["cells"].as_array().unwrap();
+    let names: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["fs"].as_str().unwrap(),
+                c["mode"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        ["tmpfs move", "tmpfs copy", "ramfs move", "ramfs copy"]
+    );
+    for c in cells {
+        assert_eq!(c["reps"], 2, "{c:#}");
+        for k in ["mib_per_s", "sys_s_per_gib"] {
+            let s = &c[k];
+            let (lo, med, hi) = (
+                s["min"].as_f64().unwrap(),
+                s["median"].as_f64().unwrap(),
+                s["max"].as_f64().unwrap(),
+            );
+            assert!(0.0 < lo && lo <= med && med <= hi, "{k}: {c:#}");
+        }
+        let moved: Vec<u64> = c["splice_move"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_u64().unwrap())
+            .collect();
+        assert_eq!(moved.len(), 2);
+        if c["mode"] == "move" {
+            assert!(moved.iter().all(|&m| m > 0 && m <= pages), "{c:#}");
+        } else {
+            assert!(moved.iter().all(|&m| m == 0), "{c:#}");
+        }
+    }
+    // Warm-ups are kept in the samples, not in the cells.
+    let samples = b["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 4 * 3);
+    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 4);
+
+    let ratios = b["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 2);
+    for r in ratios {
+        assert!(r["throughput"].as_f64().unwrap() > 0.0, "{r:#}");
+        assert!(r["sys_cpu"].as_f64().unwrap() > 0.0, "{r:#}");
+        assert!(r["throughput_goal_met"].is_boolean());
+        assert!(r["copy_share"].as_f64().unwrap() > 0.0, "{r:#}");
+    }
+    assert_eq!(b["goals"]["throughput_min"], 1.5);
+    assert_eq!(b["goals"]["sys_cpu_max"], 0.6);
+    assert_eq!(b["goals"]["no_case_below"], 0.98);
+
+    // The same JSON is saved in the run's log directory.
+    let saved = Path::new(b["logs"].as_str().unwrap()).join("bench.json");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    assert_eq!(saved, b);
 }
