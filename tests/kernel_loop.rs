@@ -1,7 +1,9 @@
 //! The kernel loop for real: Debian's 6.12 with the series applied is
 //! built, booted under virtme-ng and judged; the harness's selftests prove
 //! that a panic, a hang, a WARNING and a compile error each give the right
-//! verdict and exit code. Needs the kernel-loop packages (tests/run.sh).
+//! verdict and exit code, and the negative controls that each pitfall of
+//! the series, switched back on, is caught. Needs the kernel-loop
+//! packages (tests/run.sh).
 
 mod common;
 use common::*;
@@ -81,7 +83,15 @@ fn kernel_loop_on_6_12() {
     assert!(r["kernel"].as_str().unwrap().starts_with("6.12.117"));
     let junit = cache().join("junit.xml");
     let o = zcsplice(
-        &["run", "--tree", ts, "--junit", junit.to_str().unwrap()],
+        &[
+            "run",
+            "--tree",
+            ts,
+            "--test",
+            "kunit-splice-move",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
         &series(),
         &cache(),
     );
@@ -137,6 +147,16 @@ fn kernel_loop_on_6_12() {
         "{:?}",
         qemu_processes_for(logs)
     );
+
+    // Negative controls: each pitfall switched back on is caught.
+    let o = zcsplice(&["controls", "--tree", ts, "--json"], &series(), &cache());
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&o.stderr)));
+    let controls = v.as_array().unwrap();
+    assert_eq!(controls.len(), 3, "{v:#}");
+    assert!(controls.iter().all(|c| c["caught"] == true), "{v:#}");
+    assert_eq!(o.status.code(), Some(0), "{v:#}");
 
     // No virtme-ng on PATH: the VM cannot start, an infrastructure failure.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_zcsplice"))
