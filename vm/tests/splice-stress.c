@@ -35,32 +35,16 @@
 #include <unistd.h>
 
 #include "guest.h"
+#include "check.h"
 
 #define MiB		(1L << 20)
 #define TOOL_TIMEOUT	240		/* seconds, any one tool run */
 #define MOVER_FILES	8		/* the mover's files, 1 MiB each */
 #define TOOL_CG		"stress-tools"	/* sibling cgroup the tools run in */
 
-static int checks, failures;
 static int have_counters;
 static char fio[256], stress_ng[256];
 static int use_cgroup;	/* run the tools in TOOL_CG, to kill them all */
-
-static int check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	checks++;
-	if (!ok)
-		failures++;
-	printf("%s: ", ok ? "ok" : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	return ok;
-}
 
 static int find_exe(const char *name, char *out, size_t size)
 {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "guest.h"
+#include "check.h"
 
 #define PAGE		4096L
 #define MiB		(1L << 20)
@@ -38,23 +39,6 @@
 #define CG		"swap"
 #define CG_PATH		MEMCG_PARENT "/" CG
 
-static int checks, failures;
-
-static int check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	checks++;
-	if (!ok)
-		failures++;
-	printf("%s: ", ok ? "ok" : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	return ok;
-}
 
 /* The 8 bytes at file offset @o (a multiple of 8): unique, hard to compress. */
 static uint64_t word(uint64_t o)

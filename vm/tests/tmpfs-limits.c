@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "guest.h"
+#include "check.h"
 
 #define PAGE		4096L
 #define LIMIT		(128L << 10)	/* size= of the small tmpfs */
@@ -37,25 +38,8 @@
 #define DIR_SMALL	"/tmp/zcsplice-limits-small"
 #define DIR_HUGE	"/tmp/zcsplice-limits-huge"
 
-static int checks, failures;
 static int have_counters;	/* the kernel has splice_move in vmstat */
 static int have_switch;		/* ... and vm.splice_move */
-
-static int check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	checks++;
-	if (!ok)
-		failures++;
-	printf("%s: ", ok ? "ok" : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-	return ok;
-}
 
 /* The byte that belongs at file offset @o; every page differs. */
 static unsigned char pat(unsigned int seed, long o)
