@@ -21,6 +21,10 @@ const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
 /// The guest writes in 64 KiB steps: the size must be a multiple.
 const WRITE_SIZE: u64 = 64 << 10;
+/// Reps of one cell further apart than this (fastest over slowest) did
+/// not run on the same machine, in effect: an emulated guest slows down
+/// several-fold when other work takes the host's CPUs.
+const NOISY: f64 = 1.5;
 
 /// What the series promises, move against copy.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -151,7 +155,8 @@ pub struct Summary {
     /// Every filesystem's throughput ratio is at least `goals.no_case_below`.
     pub no_case_below_met: bool,
     /// Things that make the numbers suspect (a move cell that did not
-    /// move every page, a copy cell that moved some).
+    /// move every page, a copy cell that moved some, reps of one cell
+    /// that differ by more than NOISY).
     pub warnings: Vec<String>,
 }
 
@@ -293,11 +298,19 @@ pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
                 )),
                 _ => {}
             }
+            let mib = spread(&|s| mib_per_s(h, s))?;
+            if mib.max > NOISY * mib.min {
+                warnings.push(format!(
+                    "{fs} {mode}: reps ran at {:.1} to {:.1} MiB/s: the host was not steady, \
+                     so the medians and ratios say little",
+                    mib.min, mib.max
+                ));
+            }
             cells.push(Cell {
                 fs: fs.into(),
                 mode: mode.into(),
                 reps: reps.len(),
-                mib_per_s: spread(&|s| mib_per_s(h, s))?,
+                mib_per_s: mib,
                 sys_s_per_gib: spread(&|s| sys_per_gib(h, s))?,
                 splice_move: moved,
                 splice_move_fallback: reps.iter().map(|s| s.splice_move_fallback).collect(),
@@ -748,7 +761,9 @@ mod tests {
         assert!((r.throughput - 1.0).abs() < 1e-9);
         assert!(!r.throughput_goal_met && !r.sys_cpu_goal_met);
         assert!(s.no_case_below_met);
-        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // Move reps of 1 to 2 s are too far apart to be trusted.
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].starts_with("tmpfs move: reps ran at 512.0 to 1024.0"));
     }
 
     #[test]
@@ -782,6 +797,34 @@ mod tests {
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(s.warnings[0].starts_with("tmpfs copy"));
         assert!(s.warnings[1].contains("ramfs move: only 50.0%"));
+    }
+
+    #[test]
+    fn unsteady_reps_are_warned_about() {
+        let h = header(1 << 30, 2);
+        let mut v = samples(
+            "tmpfs",
+            &[
+                (1.0, 1.0, 1.0, 1.0),
+                (1.0, 1.0, 1.0, 1.0),
+                (1.4, 1.0, 1.0, 1.0),
+            ],
+        );
+        v.extend(samples(
+            "ramfs",
+            &[
+                (1.0, 1.0, 1.0, 1.0),
+                (1.0, 1.0, 1.0, 1.0),
+                (1.0, 1.0, 1.6, 1.0),
+            ],
+        ));
+        let s = summarize(&h, &v).unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("ramfs copy: reps ran at 640.0 to 1024.0 MiB/s"),
+            "{:?}",
+            s.warnings
+        );
     }
 
     #[test]
