@@ -134,14 +134,15 @@ enum Cmd {
     /// rep per cell. Prints medians, min-max spreads and the move/copy
     /// ratios against the goals; saves bench.json in the run's log
     /// directory. Fails on a kernel without the series or with a kernel
-    /// report on the console. Under TCG emulation (2 vCPUs, debug kernel) a
-    /// 256M rep takes 10-25 s, so the defaults take about 10 minutes and
-    /// --size 1G about 40.
+    /// report on the console. Under TCG emulation (2 vCPUs, debug kernel)
+    /// on an otherwise idle 2-CPU host a 1G rep takes about 17 s and the
+    /// defaults about 8 minutes; other busy VMs on the host slow an
+    /// emulated guest several-fold (such a run took 38 minutes).
     Bench {
         #[command(flatten)]
         build: BuildArgs,
         /// Bytes per rep (K, M, G: binary units); a multiple of 64K.
-        #[arg(long, default_value = "256M", value_parser = bench::parse_size)]
+        #[arg(long, default_value = "1G", value_parser = bench::parse_size)]
         size: u64,
         /// Measured reps per cell (filesystem x mode), after one warm-up.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
