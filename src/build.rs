@@ -132,13 +132,9 @@ pub fn source(
         duct::cmd!("git", "-C", tree, "worktree", "add", "--quiet", "--detach", &wt, &id)
             .run()
             .context("git worktree add failed")?;
-    } else {
-        let cur = duct::cmd!("git", "-C", &wt, "rev-parse", "HEAD").read()?;
-        if cur != id {
-            // Only files that differ are rewritten; the rest keep their mtimes.
-            duct::cmd!("git", "-C", &wt, "checkout", "--quiet", "--detach", "--force", &id)
-                .run()?;
-        }
+    } else if !ready {
+        // Only files that differ are rewritten; the rest keep their mtimes.
+        duct::cmd!("git", "-C", &wt, "checkout", "--quiet", "--detach", "--force", &id).run()?;
     }
     Ok(Some(Source {
         dir: wt,
