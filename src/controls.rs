@@ -3,7 +3,7 @@
 //! fault knob; the tests must then fail. One boot per fault, because a
 //! caught fault usually ends in a panic.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -24,13 +24,7 @@ struct ControlsFile {
 }
 
 pub fn load(project: &Path) -> Result<Vec<Control>> {
-    let path = project.join("vm/controls.yaml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let f: ControlsFile = serde_yaml::from_str(&text).map_err(|e| match e.location() {
-        Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
-        None => anyhow::anyhow!("{}: {e}", path.display()),
-    })?;
+    let f: ControlsFile = crate::series::load_yaml(project, Path::new("vm/controls.yaml"))?;
     Ok(f.controls)
 }
 
