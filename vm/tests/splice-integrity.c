@@ -84,18 +84,15 @@ static void splice_at(int fd, const char *path, off_t off, size_t len, unsigned 
 	while (done < len) {
 		size_t chunk = len - done < 16 * PAGE ? len - done : 16 * PAGE;
 		loff_t o = off + done;
-		ssize_t w = write(p[1], buf + done, chunk), s;
+		ssize_t w = write(p[1], buf + done, chunk);
 
 		if (w != (ssize_t)chunk) {
 			fail("write pipe", path);
 			break;
 		}
-		for (size_t left = chunk; left; left -= s) {
-			s = splice(p[0], NULL, fd, &o, left, 0);
-			if (s <= 0) {
-				fail("splice", path);
-				goto out;
-			}
+		if (splice_full(p[0], fd, &o, chunk)) {
+			fail("splice", path);
+			goto out;
 		}
 		done += chunk;
 	}
@@ -159,13 +156,9 @@ static void tee_case(const char *dir)
 		fail("write/tee", path);
 		return;
 	}
-	for (size_t left = sizeof(buf); left; ) {
-		n = splice(a[0], NULL, fd, NULL, left, 0);
-		if (n <= 0) {
-			fail("splice after tee", path);
-			return;
-		}
-		left -= n;
+	if (splice_full(a[0], fd, NULL, sizeof(buf))) {
+		fail("splice after tee", path);
+		return;
 	}
 	n = read(b[0], got, sizeof(got));
 	if (n != (ssize_t)sizeof(got) || memcmp(got, buf, sizeof(buf)))

@@ -331,14 +331,9 @@ static void mover_run(const char *dir, struct mover *m)
 			m->errors++;
 			_exit(1);
 		}
-		for (long left = MiB; left; ) {
-			ssize_t s = splice(p[0], NULL, fd, &pos, left, 0);
-
-			if (s <= 0) {
-				m->errors++;
-				_exit(1);
-			}
-			left -= s;
+		if (splice_full(p[0], fd, &pos, MiB)) {
+			m->errors++;
+			_exit(1);
 		}
 		close(fd);
 		m->seed[n] = r;

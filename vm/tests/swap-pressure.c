@@ -171,15 +171,9 @@ static int splice_in(const char *path)
 			check(0, "write into the pipe: %s", strerror(errno));
 			goto out;
 		}
-		for (long left = CHUNK; left; ) {
-			ssize_t s = splice(p[0], NULL, fd, &pos, left, 0);
-
-			if (s <= 0) {
-				check(0, "splice at %lld: %zd (%s)", (long long)pos, s,
-				      strerror(errno));
-				goto out;
-			}
-			left -= s;
+		if (splice_full(p[0], fd, &pos, CHUNK)) {
+			check(0, "splice at %lld: %s", (long long)pos, strerror(errno));
+			goto out;
 		}
 	}
 	ret = 0;

@@ -123,15 +123,9 @@ static int splice_file(int fd, long off, long len, long chunk, unsigned int seed
 			check(0, "write %ld bytes into the pipe: %s", n, strerror(errno));
 			goto out;
 		}
-		for (long left = n; left; ) {
-			ssize_t s = splice(p[0], NULL, fd, &pos, left, 0);
-
-			if (s <= 0) {
-				check(0, "splice at %lld: %zd (%s)", (long long)pos, s,
-				      strerror(errno));
-				goto out;
-			}
-			left -= s;
+		if (splice_full(p[0], fd, &pos, n)) {
+			check(0, "splice at %lld: %s", (long long)pos, strerror(errno));
+			goto out;
 		}
 		done += n;
 	}
