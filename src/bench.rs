@@ -579,15 +579,12 @@ pub fn run(
     std::fs::create_dir_all(logs)?;
     let logs = logs.canonicalize()?;
     let lines = logs.join("bench.jsonl");
-    let guest = Guest {
-        bindir: &bindir,
-        names: &names,
-        env: vec![
-            ("ZCSPLICE_BENCH_SIZE", opts.size.to_string()),
-            ("ZCSPLICE_BENCH_REPS", opts.reps.to_string()),
-            ("ZCSPLICE_BENCH_OUT", lines.display().to_string()),
-        ],
-    };
+    let mut guest = Guest::tests(&bindir, &names)?;
+    guest.env = vec![
+        ("ZCSPLICE_BENCH_SIZE", opts.size.to_string()),
+        ("ZCSPLICE_BENCH_REPS", opts.reps.to_string()),
+        ("ZCSPLICE_BENCH_OUT", lines.display().to_string()),
+    ];
     let total = (FILESYSTEMS.len() * MODES.len()) as u64 * (u64::from(opts.reps) + 1);
     let done = AtomicBool::new(false);
     let load_before = Host::load();

@@ -6,6 +6,7 @@ mod build;
 mod console;
 mod controls;
 mod deps;
+mod disks;
 mod edit;
 mod import;
 mod kconfig;

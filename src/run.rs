@@ -3,11 +3,13 @@
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::console::{self, Splat};
+use crate::disks;
 use crate::vm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,12 +88,32 @@ pub struct VmOpts {
     pub cpus: u32,
 }
 
-/// What a boot runs: vm/guest/run-tests.sh with `names` from `bindir`,
-/// with `env` set for them.
+/// What a boot runs: `sh SCRIPT RWDIR ARGS...` in the guest, with `env`
+/// set, and `disks` attached.
 pub struct Guest<'a> {
-    pub bindir: &'a Path,
+    /// A script under the project, e.g. vm/guest/run-tests.sh.
+    pub script: &'static str,
+    pub args: Vec<String>,
+    /// Results to collect from the rwdir: NAME.result and NAME.out.
     pub names: &'a [String],
     pub env: Vec<(&'static str, String)>,
+    /// Disk images, attached as /dev/vda, /dev/vdb, ... in this order.
+    pub disks: Vec<PathBuf>,
+}
+
+impl<'a> Guest<'a> {
+    /// vm/guest/run-tests.sh running the guest programs `names` from `bindir`.
+    pub fn tests(bindir: &Path, names: &'a [String]) -> Result<Self> {
+        let mut args = vec![bindir.canonicalize()?.display().to_string()];
+        args.extend(names.iter().cloned());
+        Ok(Guest {
+            script: "vm/guest/run-tests.sh",
+            args,
+            names,
+            env: Vec::new(),
+            disks: Vec::new(),
+        })
+    }
 }
 
 /// A finished boot: what the guest programs and the console said.
@@ -240,15 +262,14 @@ pub fn run(
     };
     let bindir = cache.join("guest-bin");
     compile_guest(project, "vm/tests", &names, &bindir)?;
-    let guest = Guest {
-        bindir: &bindir,
-        names: &names,
-        env: opts
-            .fault
-            .iter()
-            .map(|f| ("ZCSPLICE_FAULT", f.clone()))
-            .collect(),
-    };
+    let mut guest = Guest::tests(&bindir, &names)?;
+    guest.env = opts
+        .fault
+        .iter()
+        .map(|f| ("ZCSPLICE_FAULT", f.clone()))
+        .collect();
+    let images = disks::fresh(cache, &disks::TEST_DISKS)?;
+    guest.disks = images.iter().map(|p| p.to_path_buf()).collect();
     let b = boot(project, cache, image, logs, &guest, &opts.vm)?;
     let report = Report {
         verdict: b.verdict,
@@ -291,7 +312,7 @@ pub fn boot(
             kvm.reason
         );
     }
-    let runner = project.join("vm/guest/run-tests.sh").canonicalize()?;
+    let runner = project.join(guest.script).canonicalize()?;
     let mut exec = String::new();
     if !guest.env.is_empty() {
         exec.push_str("env ");
@@ -299,15 +320,10 @@ pub fn boot(
             exec.push_str(&format!("{k}={v} "));
         }
     }
-    exec.push_str(&format!(
-        "sh {} {} {}",
-        runner.display(),
-        logs.display(),
-        guest.bindir.canonicalize()?.display()
-    ));
-    for n in guest.names {
+    exec.push_str(&format!("sh {} {}", runner.display(), logs.display()));
+    for a in &guest.args {
         exec.push(' ');
-        exec.push_str(n);
+        exec.push_str(a);
     }
     let mut cmd = Command::new("vng");
     cmd.arg("--run")
@@ -322,6 +338,12 @@ pub fn boot(
         .arg("--rwdir")
         .arg(&logs)
         .args(["--append", "printk.time=1", "--exec", &exec])
+        .args(
+            guest
+                .disks
+                .iter()
+                .flat_map(|d| [OsStr::new("--disk"), d.as_os_str()]),
+        )
         .current_dir(&logs);
     if !kvm.usable {
         cmd.arg("--disable-kvm");

@@ -1,0 +1,48 @@
+//! Scratch disks for the guest: sparse image files in the cache, attached
+//! with `vng --disk` as /dev/vda, /dev/vdb, ... Each boot gets new empty
+//! images (the guest makes its filesystems), removed when the boot is over,
+//! so runs side by side never share a disk.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use tempfile::TempPath;
+
+pub struct Disk {
+    /// Names the image file, for whoever finds one left behind.
+    pub name: &'static str,
+    pub bytes: u64,
+}
+
+/// The guest tests' disks: /dev/vda for ext4, /dev/vdb for ext2 (see
+/// vm/tests/guest.h).
+pub const TEST_DISKS: [Disk; 2] = [
+    Disk {
+        name: "ext4",
+        bytes: 2 << 30,
+    },
+    Disk {
+        name: "ext2",
+        bytes: 1 << 30,
+    },
+];
+
+/// Creates one empty sparse image per disk under `<cache>/disks`; each is
+/// deleted when its TempPath is dropped.
+pub fn fresh(cache: &Path, disks: &[Disk]) -> Result<Vec<TempPath>> {
+    let dir = cache.join("disks");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    disks
+        .iter()
+        .map(|d| {
+            let f = tempfile::Builder::new()
+                .prefix(&format!("{}-", d.name))
+                .suffix(".img")
+                .tempfile_in(&dir)
+                .with_context(|| format!("cannot create a disk image in {}", dir.display()))?;
+            f.as_file()
+                .set_len(d.bytes)
+                .with_context(|| format!("cannot size {}", f.path().display()))?;
+            Ok(f.into_temp_path())
+        })
+        .collect()
+}
