@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * dirty-pipe: pages the pipe does not own must never be written through or
- * taken away (CVE-2022-0847, xfstests generic/680), on tmpfs, ramfs and an
- * ext4 loop mount:
+ * taken away (CVE-2022-0847, xfstests generic/680), on tmpfs, ramfs, ext4
+ * and ext2 (on the scratch disks zcsplice attaches):
  *
  * - Dirty Pipe: a file with known content, chmod 0444 and opened O_RDONLY;
  *   1 byte of it is spliced into a pipe whose buffers were all used (and
@@ -13,12 +13,12 @@
  *   splice, and (tmpfs) on a hole, whose pipe buffer is the shared zero
  *   page.
  * - Page-cache pages through a pipe: a read-only file (on each filesystem)
- *   spliced into a pipe and on into a file on tmpfs and on ramfs, whole
+ *   spliced into a pipe and on into a file on each filesystem, whole
  *   aligned pages, with SPLICE_F_MOVE: nothing may be moved or even taken
  *   (splice_move and splice_move_fallback stay put); the copy holds the
  *   data, and writing over the copy leaves the source intact.
  * - vmsplice: a user buffer vmspliced (plain, and with SPLICE_F_GIFT) into
- *   a pipe and spliced into a tmpfs and a ramfs file; changing the buffer
+ *   a pipe and spliced into a file on each filesystem; changing the buffer
  *   afterwards must not change the file, and nothing may be moved.
  *
  * On a kernel without the series the counters are absent: the data is
@@ -416,12 +416,14 @@ int main(void)
 {
 	struct fs tmpfs = { "tmpfs", "/tmp/zcsplice-dirty-pipe-tmpfs", 1 };
 	struct fs ramfs = { "ramfs", "/tmp/zcsplice-dirty-pipe-ramfs", 1 };
-	struct fs ext4 = { "ext4", "", 0 };
-	struct fs *all[3] = { &tmpfs, &ramfs, &ext4 }, *dsts[2] = { &tmpfs, &ramfs };
+	struct fs ext4 = { "ext4", "", 1 };
+	struct fs ext2 = { "ext2", "", 1 };
+	struct fs *all[4] = { &tmpfs, &ramfs, &ext4, &ext2 };
+	struct fs *on_disk[2] = { &ext4, &ext2 };
 	static unsigned char data[LEN];
-	struct ext4_loop e;
+	struct blockfs disk[2];
 	long sw = read_number("/proc/sys/vm/splice_move");
-	int nfs = 3, rc;
+	int nfs = 2, ndisks = 0, rc;
 
 	counters = vmstat("splice_move") >= 0;
 	require_moves = counters && sw == 1;
@@ -436,16 +438,25 @@ int main(void)
 		perror("mount");
 		return 1;
 	}
-	rc = ext4_loop_setup(&e, "dirty-pipe", 32);
-	if (rc == -2) {
-		printf("skip: no ext4 part without mkfs.ext4\n");
-		nfs = 2;
-	} else if (rc) {
-		printf("FAIL: ext4 loop mount\n");
-		failures++;
-		nfs = 2;
-	} else {
-		snprintf(ext4.dir, sizeof(ext4.dir), "%s", e.mnt);
+	/* ext4 and ext2 on their disks, as far as they exist. */
+	for (int i = 0; i < 2; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "dirty-pipe-%s", on_disk[i]->name);
+		rc = blockfs_setup(&disk[ndisks], name, on_disk[i]->name, "", "");
+		if (rc == -2) {
+			printf("skip: no %s disk\n", on_disk[i]->name);
+			continue;
+		}
+		if (rc) {
+			printf("FAIL: %s setup\n", on_disk[i]->name);
+			failures++;
+			continue;
+		}
+		snprintf(on_disk[i]->dir, sizeof(on_disk[i]->dir), "%s",
+			 disk[ndisks].mnt);
+		all[nfs++] = on_disk[i];
+		ndisks++;
 	}
 
 	for (int i = 0; i < nfs; i++) {
@@ -458,31 +469,33 @@ int main(void)
 		create(path, data, 0);
 	}
 	zero_page_case(&tmpfs);
-	if (drop_caches())	/* the sources come from disk on ext4 */
+	if (drop_caches())	/* the sources come from disk on ext4 and ext2 */
 		printf("warning: drop_caches failed\n");
 	for (int i = 0; i < nfs; i++)
-		for (int j = 0; j < 2; j++)
-			pagecache_case(all[i], dsts[j]);
-	for (int j = 0; j < 2; j++) {
-		vmsplice_case(dsts[j], 0);
-		vmsplice_case(dsts[j], 1);
+		for (int j = 0; j < nfs; j++)
+			pagecache_case(all[i], all[j]);
+	for (int j = 0; j < nfs; j++) {
+		vmsplice_case(all[j], 0);
+		vmsplice_case(all[j], 1);
 	}
-	if (nfs == 3 && ext4_loop_remount(&e)) {
-		failures++;
-	} else if (nfs == 3) {
+	for (int i = 0; i < ndisks; i++) {
 		char path[256];
 
-		/* The ext4 victims, read from disk again. */
-		snprintf(path, sizeof(path), "%s/victim-written", e.mnt);
+		if (blockfs_remount(&disk[i])) {
+			failures++;
+			continue;
+		}
+		/* The victims, read from disk again. */
+		snprintf(path, sizeof(path), "%s/victim-written", disk[i].mnt);
 		pattern(data, LEN, 1);
 		if (!same(path, data, LEN, "after umount/mount"))
 			printf("ok: %s unchanged after umount/mount\n", path);
-		snprintf(path, sizeof(path), "%s/victim-spliced", e.mnt);
+		snprintf(path, sizeof(path), "%s/victim-spliced", disk[i].mnt);
 		pattern(data, LEN, 2);
 		if (!same(path, data, LEN, "after umount/mount"))
 			printf("ok: %s unchanged after umount/mount\n", path);
+		blockfs_teardown(&disk[i]);
 	}
-	ext4_loop_teardown(&e);
 	umount(tmpfs.dir);
 	umount(ramfs.dir);
 	rmdir(tmpfs.dir);

@@ -13,11 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 /* Where run-tests.sh puts the tests: a child memory cgroup. */
@@ -139,142 +137,81 @@ static inline int splice_full(int pfd, int fd, loff_t *off, size_t len)
 #endif
 
 /*
- * An ext4 filesystem on a loop device whose image lives in a tmpfs of its
- * own: /tmp/zcsplice-<name>-ext4img holds the image, /tmp/zcsplice-<name>-ext4
- * is the mount point. mkfs.ext4 comes from the host root the guest runs on.
+ * A block filesystem on one of the scratch disks zcsplice attaches to every
+ * boot (src/disks.rs): ext4 and its variants on /dev/vda, ext2 on /dev/vdb.
+ * Each setup makes the filesystem anew, with mkfs from the host root the
+ * guest runs on, and mounts it on /tmp/zcsplice-<name>.
  */
-struct ext4_loop {
-	char imgdir[128];
-	char img[160];
-	char dev[32];
+struct blockfs {
+	char type[8];		/* "ext4" or "ext2" */
+	char dev[16];
 	char mnt[128];
-	int loopfd;
+	char opts[128];		/* mount options */
 };
 
-/*
- * Attaches the file img to a free loop device (LOOP_CONFIGURE); writes
- * /dev/loopN into dev. Returns the open loop device, or -1.
- */
-static inline int loop_attach(const char *img, char *dev, size_t devlen)
-{
-	struct loop_config cfg;
-	int ctl, nr, fd, ifd;
-
-	ctl = open("/dev/loop-control", O_RDWR);
-	if (ctl < 0) {
-		mknod("/dev/loop-control", S_IFCHR | 0600, makedev(10, 237));
-		ctl = open("/dev/loop-control", O_RDWR);
-	}
-	if (ctl < 0)
-		return -1;
-	nr = ioctl(ctl, LOOP_CTL_GET_FREE);
-	close(ctl);
-	if (nr < 0)
-		return -1;
-	snprintf(dev, devlen, "/dev/loop%d", nr);
-	fd = open(dev, O_RDWR);
-	if (fd < 0 && errno == ENOENT) {
-		mknod(dev, S_IFBLK | 0600, makedev(7, nr));
-		fd = open(dev, O_RDWR);
-	}
-	if (fd < 0)
-		return -1;
-	ifd = open(img, O_RDWR);
-	if (ifd < 0) {
-		close(fd);
-		return -1;
-	}
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.fd = ifd;
-	if (ioctl(fd, LOOP_CONFIGURE, &cfg)) {
-		close(ifd);
-		close(fd);
-		return -1;
-	}
-	close(ifd);
-	return fd;
-}
-
-/* Unmounts and mounts the ext4 filesystem again: nothing cached survives. */
-static inline int ext4_loop_remount(struct ext4_loop *e)
+/* Unmounts and mounts again: nothing cached survives, data comes from disk. */
+static inline int blockfs_remount(struct blockfs *b)
 {
 	sync();
-	if (umount(e->mnt)) {
-		printf("umount %s: %s\n", e->mnt, strerror(errno));
+	if (umount(b->mnt)) {
+		printf("umount %s: %s\n", b->mnt, strerror(errno));
 		return -1;
 	}
-	if (mount(e->dev, e->mnt, "ext4", 0, NULL)) {
-		printf("mount %s on %s: %s\n", e->dev, e->mnt, strerror(errno));
+	if (mount(b->dev, b->mnt, b->type, 0, b->opts)) {
+		printf("mount %s on %s: %s\n", b->dev, b->mnt, strerror(errno));
 		return -1;
 	}
 	return 0;
 }
 
 /*
- * Makes a mb MiB ext4 image, attaches and mounts it (see struct ext4_loop).
- * Returns 0; or -1 after printing why (-2: no mkfs.ext4 on this system).
+ * Makes a type filesystem (mkfs options mkfs_opts) on its disk and mounts it
+ * with the options opts on /tmp/zcsplice-<name>. Returns 0; -2 when this
+ * boot has no such disk or no mkfs (the caller skips); -1 after printing why.
  */
-static inline int ext4_loop_setup(struct ext4_loop *e, const char *name,
-				  unsigned int mb)
+static inline int blockfs_setup(struct blockfs *b, const char *name,
+				const char *type, const char *mkfs_opts,
+				const char *opts)
 {
-	char cmd[512], opt[32];
-	int fd;
+	char cmd[512];
 
-	memset(e, 0, sizeof(*e));
-	e->loopfd = -1;
-	snprintf(e->imgdir, sizeof(e->imgdir), "/tmp/zcsplice-%s-ext4img", name);
-	snprintf(e->img, sizeof(e->img), "%s/img", e->imgdir);
-	snprintf(e->mnt, sizeof(e->mnt), "/tmp/zcsplice-%s-ext4", name);
-	if (system("PATH=/usr/sbin:/sbin:/usr/bin:/bin command -v mkfs.ext4 >/dev/null")) {
-		printf("no mkfs.ext4 here\n");
+	memset(b, 0, sizeof(*b));
+	snprintf(b->type, sizeof(b->type), "%s", type);
+	snprintf(b->dev, sizeof(b->dev), "/dev/%s",
+		 strcmp(type, "ext2") ? "vda" : "vdb");
+	snprintf(b->opts, sizeof(b->opts), "%s", opts);
+	if (access(b->dev, F_OK)) {
+		printf("no disk %s for %s (zcsplice attaches it)\n", b->dev, type);
 		return -2;
 	}
-	mkdir(e->imgdir, 0755);
-	mkdir(e->mnt, 0755);
-	snprintf(opt, sizeof(opt), "size=%um", mb + 8);
-	if (mount("tmpfs", e->imgdir, "tmpfs", 0, opt)) {
-		printf("mount tmpfs on %s: %s\n", e->imgdir, strerror(errno));
-		return -1;
-	}
-	fd = open(e->img, O_CREAT | O_TRUNC | O_RDWR, 0600);
-	if (fd < 0 || ftruncate(fd, (off_t)mb << 20)) {
-		printf("image %s: %s\n", e->img, strerror(errno));
-		return -1;
-	}
-	close(fd);
 	snprintf(cmd, sizeof(cmd),
-		 "PATH=/usr/sbin:/sbin:/usr/bin:/bin mkfs.ext4 -q -F -b 4096 "
-		 "-E lazy_itable_init=0,lazy_journal_init=0 %s", e->img);
+		 "PATH=/usr/sbin:/sbin:/usr/bin:/bin mkfs.%s -q -F %s %s",
+		 type, mkfs_opts, b->dev);
 	if (system(cmd)) {
-		printf("mkfs.ext4 %s failed\n", e->img);
+		printf("failed: %s\n", cmd);
 		return -1;
 	}
-	e->loopfd = loop_attach(e->img, e->dev, sizeof(e->dev));
-	if (e->loopfd < 0) {
-		printf("loop device for %s: %s\n", e->img, strerror(errno));
-		return -1;
-	}
-	if (mount(e->dev, e->mnt, "ext4", 0, NULL)) {
-		printf("mount %s on %s: %s\n", e->dev, e->mnt, strerror(errno));
+	snprintf(b->mnt, sizeof(b->mnt), "/tmp/zcsplice-%s", name);
+	mkdir(b->mnt, 0755);
+	if (mount(b->dev, b->mnt, type, 0, opts)) {
+		printf("mount %s (%s) on %s: %s\n", b->dev, opts, b->mnt,
+		       strerror(errno));
+		rmdir(b->mnt);
+		b->mnt[0] = 0;
 		return -1;
 	}
 	return 0;
 }
 
-/* Undoes ext4_loop_setup(), as far as it got. */
-static inline void ext4_loop_teardown(struct ext4_loop *e)
+/* Undoes blockfs_setup(), as far as it got. */
+static inline void blockfs_teardown(struct blockfs *b)
 {
-	if (!e->mnt[0])
+	if (!b->mnt[0])
 		return;
-	umount(e->mnt);
-	rmdir(e->mnt);
-	if (e->loopfd >= 0) {
-		ioctl(e->loopfd, LOOP_CLR_FD, 0);
-		close(e->loopfd);
-		e->loopfd = -1;
-	}
-	umount(e->imgdir);
-	rmdir(e->imgdir);
+	if (umount(b->mnt))
+		printf("umount %s: %s\n", b->mnt, strerror(errno));
+	rmdir(b->mnt);
+	b->mnt[0] = 0;
 }
 
 #endif

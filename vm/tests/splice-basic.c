@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * splice-basic: a forked writer write(2)s 8 MiB of a known pattern into a
- * pipe while this process splices from the pipe into a file, on ramfs and
- * then on tmpfs; the file must read back intact from the page cache and
- * again after drop_caches (a moved page that was not dirtied reads back
- * as zeroes).
+ * pipe while this process splices from the pipe into a file, on ramfs,
+ * tmpfs, and on the scratch disks zcsplice attaches: ext2, and ext4 with
+ * delayed allocation (the default), nodelalloc, 1 KiB blocks (four buffer
+ * heads move with each page), inline data, and data=journal. The file must
+ * read back intact from the page cache and again after sync and
+ * drop_caches (from disk; a moved page that was not dirtied reads back as
+ * zeroes).
  *
  * Two runs per filesystem:
  * - aligned: the writer writes whole pages (1 to 64 at a time) and the
  *   splices take whole pages, so every pipe buffer is a full anonymous page
  *   going to a page-aligned file position: on a patched kernel with
  *   vm.splice_move=1, nearly all of them must be moved (/proc/vmstat
- *   splice_move);
+ *   splice_move), except with data=journal, which copies: none may move;
  * - odd: writes and splices of odd sizes (1 byte to 1 MiB), so most pipe
  *   buffers are partial or land unaligned; moves are only reported.
  * Then, with vm.splice_move=0, an aligned run must move nothing.
@@ -214,19 +217,50 @@ static long run(const char *dir, const char *mode, int aligned)
 	return moved;
 }
 
-/* Both runs on one filesystem; the aligned one must move pages if it can. */
-static void run_on(const char *dir, int require_moves)
+static int require;	/* the series is there and vm.splice_move is 1 */
+
+/*
+ * Both runs on one filesystem; the aligned one must move pages if it can
+ * (moves: 1), or must copy them all (moves: 0).
+ */
+static void run_on(const char *dir, int moves)
 {
 	long moved = run(dir, "aligned", 1);
 
-	if (require_moves && moved >= 0 && moved < NPAGES * 9 / 10) {
+	if (require && moves && moved < NPAGES * 9 / 10) {
 		printf("FAIL: %s: only %ld of %u page-aligned whole pages moved\n",
 		       dir, moved, NPAGES);
+		failures++;
+	}
+	if (require && !moves && moved) {
+		printf("FAIL: %s: %ld pages moved, where it must copy\n", dir,
+		       moved);
 		failures++;
 	}
 	moved = run(dir, "odd", 0);
 	if (moved >= 0)
 		printf("%s: odd sizes moved %ld pages (not required)\n", dir, moved);
+}
+
+/* A block filesystem made on its disk for one run_on(). */
+static void run_on_disk(const char *type, const char *mkfs_opts,
+			const char *opts, int moves)
+{
+	struct blockfs b;
+	int rc;
+
+	printf("%s, mkfs %s, mount %s:\n", type, mkfs_opts[0] ? mkfs_opts : "defaults",
+	       opts[0] ? opts : "defaults");
+	rc = blockfs_setup(&b, "basic-disk", type, mkfs_opts, opts);
+	if (rc == -2)
+		return;
+	if (rc) {
+		printf("FAIL: %s setup\n", type);
+		failures++;
+		return;
+	}
+	run_on(b.mnt, moves);
+	blockfs_teardown(&b);
 }
 
 int main(void)
@@ -235,8 +269,8 @@ int main(void)
 	const char *tmpfs = "/tmp/zcsplice-basic-tmpfs";
 	long sw = read_number("/proc/sys/vm/splice_move");
 	int counters = vmstat("splice_move") >= 0;
-	int require = counters && sw == 1;
 
+	require = counters && sw == 1;
 	data = malloc(TOTAL);
 	if (!data)
 		return 1;
@@ -253,8 +287,14 @@ int main(void)
 		perror("mount");
 		return 1;
 	}
-	run_on(ramfs, require);
-	run_on(tmpfs, require);
+	run_on(ramfs, 1);
+	run_on(tmpfs, 1);
+	run_on_disk("ext2", "", "", 1);
+	run_on_disk("ext4", "", "", 1);
+	run_on_disk("ext4", "", "nodelalloc", 1);
+	run_on_disk("ext4", "-b 1024", "", 1);
+	run_on_disk("ext4", "-O inline_data", "", 1);
+	run_on_disk("ext4", "", "data=journal", 0);
 
 	/* With the switch off, the same aligned run must copy every page. */
 	if (counters && sw >= 0) {
