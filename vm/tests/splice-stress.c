@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * splice-stress: the host's fio and stress-ng, run in the guest against a
- * tmpfs and a ramfs mount.
+ * tmpfs and a ramfs mount, and ext4 and ext2 on the scratch disks zcsplice
+ * attaches.
  *
  * fio, ioengine=splice: writes with verify (crc32c) at 64k, 4k, 64k from an
  * unaligned offset and an odd 3000-byte block size, then verifies again
@@ -411,9 +412,9 @@ static void stress_one(const char *dir, struct mover *m)
 int main(void)
 {
 	static char out[4096];
-	const char *dirs[] = { "/tmp/zcsplice-stress-tmpfs", "/tmp/zcsplice-stress-ramfs" };
-	const char *types[] = { "tmpfs", "ramfs" };
+	const char *types[] = { "tmpfs", "ramfs", "ext4", "ext2" };
 	const char *opts[] = { "size=256m", NULL };
+	const char *dir;
 	char *version[] = { stress_ng, "--version", NULL };
 	struct stat st[NR_JOBS];
 	struct counters all0, all;
@@ -443,28 +444,45 @@ int main(void)
 		return 1;
 	}
 	counters_get(&all0);
-	for (int i = 0; i < 2; i++) {
-		printf("--- %s at %s ---\n", types[i], dirs[i]);
-		mkdir(dirs[i], 0755);
-		if (!check(!mount(types[i], dirs[i], types[i], 0, opts[i]), "mount %s",
-			   types[i]))
-			continue;
+	for (int i = 0; i < 4; i++) {
+		char mnt[64];
+		struct blockfs b;
+
+		if (i < 2) {
+			snprintf(mnt, sizeof(mnt), "/tmp/zcsplice-stress-%s", types[i]);
+			mkdir(mnt, 0755);
+			if (!check(!mount(types[i], mnt, types[i], 0, opts[i]),
+				   "mount %s", types[i]))
+				continue;
+			dir = mnt;
+		} else {
+			snprintf(mnt, sizeof(mnt), "stress-%s", types[i]);
+			if (!check(!blockfs_setup(&b, mnt, types[i], "", ""),
+				   "%s on its scratch disk", types[i]))
+				continue;
+			dir = b.mnt;
+		}
+		printf("--- %s at %s ---\n", types[i], dir);
 		/*
 		 * One drop_caches per mount: it also drops the tools' binaries,
 		 * which come back over 9p, slowly under TCG.
 		 */
-		stress_one(dirs[i], m);
+		stress_one(dir, m);
 		for (size_t j = 0; j < NR_JOBS; j++)
-			fio_write(dirs[i], &fio_jobs[j], &st[j]);
+			fio_write(dir, &fio_jobs[j], &st[j]);
 		if (drop_caches())
 			check(0, "drop_caches: %s", strerror(errno));
-		mover_verify(dirs[i], m, "after drop_caches");
+		mover_verify(dir, m, "after drop_caches");
 		for (size_t j = 0; j < NR_JOBS; j++)
-			fio_verify(dirs[i], &fio_jobs[j], &st[j]);
-		mover_remove(dirs[i]);
-		if (umount(dirs[i]))
-			check(0, "umount %s: %s", dirs[i], strerror(errno));
-		rmdir(dirs[i]);
+			fio_verify(dir, &fio_jobs[j], &st[j]);
+		mover_remove(dir);
+		if (i >= 2) {
+			blockfs_teardown(&b);
+			continue;
+		}
+		if (umount(dir))
+			check(0, "umount %s: %s", dir, strerror(errno));
+		rmdir(dir);
 	}
 	if (use_cgroup)
 		rmdir(MEMCG_PARENT "/" TOOL_CG);
