@@ -17,6 +17,7 @@ mod series;
 mod template;
 mod tree;
 mod vm;
+mod xfstests;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -158,6 +159,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Build if needed and run an installed xfstests in the guest on fresh
+    /// test and scratch disks; with --baseline, also on the unpatched base
+    /// kernel (same config; results cached per test) and report as
+    /// regressions only tests that pass there and fail with the series
+    /// (after retries). Default tests: vm/xfstests/zcsplice-smoke.
+    Xfstests(XfstestsArgs),
     /// Install what the kernel loop needs (Debian packages, virtme-ng).
     Setup,
     /// The whole job on a fresh machine: install, import Debian's 6.12,
@@ -189,6 +196,50 @@ struct BuildArgs {
     /// Parallel make jobs [default: number of CPUs].
     #[arg(long)]
     jobs: Option<usize>,
+}
+
+#[derive(Args)]
+struct XfstestsArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Filesystem to test (FSTYP); expunges from vm/xfstests/expunge/<FS>.
+    #[arg(long, default_value = "ext4")]
+    fs: String,
+    /// Tests of this xfstests group (e.g. quick, auto, ext4/quick); repeatable.
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Tests to run (e.g. generic/001) [default with no -g: vm/xfstests/zcsplice-smoke].
+    #[arg(value_name = "TEST")]
+    tests: Vec<String>,
+    /// Also run the tests on the base kernel the series applies on, and
+    /// report only regressions: tests that pass there and fail with it.
+    #[arg(long)]
+    baseline: bool,
+    /// With --baseline: more runs of a test that passed on the baseline
+    /// and failed with the series; one pass makes it flaky, not a regression.
+    #[arg(long, default_value_t = 2)]
+    retries: u32,
+    /// A built xfstests tree [default: $XFSTESTS_DIR, else /var/lib/xfstests].
+    #[arg(long, value_name = "DIR")]
+    xfstests: Option<PathBuf>,
+    /// MKFS_OPTIONS for the test and scratch filesystems.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    mkfs_options: String,
+    /// MOUNT_OPTIONS for the scratch filesystem.
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    mount_options: String,
+    /// Hard limit for each boot, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+    /// Guest memory (qemu -m).
+    #[arg(long, default_value = "2G")]
+    memory: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -439,6 +490,91 @@ fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bo
     Ok(u8::from(outcomes.iter().any(|o| !o.caught)))
 }
 
+fn kernel_of(built: &build::Built) -> xfstests::Kernel {
+    xfstests::Kernel {
+        image: built.image.clone(),
+        config: built.outdir.join(".config"),
+        release: std::fs::read_to_string(built.outdir.join("include/config/kernel.release"))
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+fn do_xfstests(cli: &Cli, x: &XfstestsArgs) -> Result<u8> {
+    let project = series_dir(cli);
+    let cache = cache_dir(cli)?;
+    let env = std::env::var_os("XFSTESTS_DIR").filter(|v| !v.is_empty());
+    let inst = xfstests::locate(x.xfstests.as_deref(), env.as_deref().map(Path::new))
+        .map_err(infrastructure)?;
+    xfstests::host_deps().map_err(infrastructure)?;
+    let tests = xfstests::select(&project, &inst.dir, &x.fs, &x.groups, &x.tests)?;
+    // A bad expunge file is the user's to fix, before any build or boot.
+    xfstests::lists::expunged(&project, &x.fs)?;
+    let b = &x.build;
+    // Known before any build: a tree without a recorded base fails at once.
+    let base = match x.baseline {
+        true => Some(xfstests::base_of(&b.tree, b.branch.as_deref())?),
+        false => None,
+    };
+    let built = do_build(cli, b)?;
+    let base_built = match &base {
+        Some((_, rev)) => Some(do_build(
+            cli,
+            &BuildArgs {
+                tree: b.tree.clone(),
+                branch: Some(rev.clone()),
+                fragments: b.fragments.clone(),
+                kasan: b.kasan,
+                jobs: b.jobs,
+            },
+        )?),
+        None => None,
+    };
+    let base_kernel = base_built.as_ref().map(kernel_of);
+    let logs = run_logs(&cache, &built);
+    eprintln!("zcsplice: xfstests logs: {}", logs.display());
+    let opts = xfstests::Opts {
+        fs: x.fs.clone(),
+        mkfs_options: x.mkfs_options.clone(),
+        mount_options: x.mount_options.clone(),
+        tests,
+        retries: x.retries,
+        vm: run::VmOpts {
+            timeout: std::time::Duration::from_secs(x.timeout),
+            memory: x.memory.clone(),
+            cpus: 2,
+        },
+    };
+    let report = xfstests::run(
+        &project,
+        &cache,
+        &inst,
+        &kernel_of(&built),
+        base_kernel
+            .as_ref()
+            .zip(base.as_ref())
+            .map(|(k, (commit, _))| (k, commit.as_str())),
+        &logs,
+        &opts,
+    )
+    .map_err(infrastructure)?;
+    std::fs::write(
+        logs.join("report.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    if x.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", xfstests::table(&report));
+    }
+    if let Some(j) = &x.junit {
+        std::fs::write(j, xfstests::junit(&report)?)
+            .with_context(|| format!("cannot write {}", j.display()))?;
+    }
+    Ok(report.exit_code())
+}
+
 fn run(cli: &Cli) -> Result<u8> {
     match &cli.cmd {
         Cmd::Tree(TreeCmd::Import { debian, tarball }) => {
@@ -557,6 +693,7 @@ fn run(cli: &Cli) -> Result<u8> {
             timeout,
             json,
         } => return do_controls(cli, build, faults, *timeout, *json),
+        Cmd::Xfstests(x) => return do_xfstests(cli, x),
         Cmd::Setup => deps::ensure()?,
         Cmd::Demo { debian, timeout } => {
             deps::ensure()?;
