@@ -1,0 +1,365 @@
+//! The report of `zcsplice xfstests`: a table for people, JUnit XML.
+
+use anyhow::Result;
+
+use super::baseline::Status;
+use super::results::Res;
+use super::{Report, Row};
+use crate::console::Splat;
+use crate::run::Verdict;
+
+fn mmss(s: f64) -> String {
+    let s = s.round() as u64;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// The human report: a table, the failures, totals, wall time, logs.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let with_base = r.baseline.is_some();
+    let w = r
+        .tests
+        .iter()
+        .map(|t| t.test.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let base_col = |t: &Row| match t.baseline {
+        Some(b) => format!("{}{}", b.as_str(), if t.baseline_cached { "*" } else { "" }),
+        None => "-".into(),
+    };
+    if with_base {
+        let _ = writeln!(
+            o,
+            "{:w$}  {:11}  {:10}  {:>7}  {:14}  STATUS",
+            "TEST", "BASELINE", "SERIES", "SECONDS", "RETRIES"
+        );
+    } else {
+        let _ = writeln!(o, "{:w$}  {:10}  {:>7}", "TEST", "RESULT", "SECONDS");
+    }
+    for t in &r.tests {
+        if with_base {
+            let retries: Vec<&str> = t.retries.iter().map(|r| r.as_str()).collect();
+            let _ = writeln!(
+                o,
+                "{:w$}  {:11}  {:10}  {:>7.0}  {:14}  {}",
+                t.test,
+                base_col(t),
+                t.series.as_str(),
+                t.seconds,
+                if retries.is_empty() {
+                    "-".into()
+                } else {
+                    retries.join(",")
+                },
+                t.status.as_str()
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "{:w$}  {:10}  {:>7.0}",
+                t.test,
+                t.series.as_str(),
+                t.seconds
+            );
+        }
+    }
+    if r.tests.iter().any(|t| t.baseline_cached) {
+        let _ = writeln!(o, "(* baseline result from the cache)");
+    }
+    for t in r.tests.iter().filter(|t| t.series.bad()) {
+        let series = r.boots.iter().find(|b| b.label == "series");
+        let files = series.map_or(String::new(), |b| {
+            format!(
+                " ({}.full, .out.bad, .dmesg)",
+                b.logs.join("results").join(&t.test).display()
+            )
+        });
+        let _ = writeln!(
+            o,
+            "\n{} {}: {}{files}",
+            t.test,
+            t.status.as_str(),
+            t.message
+        );
+    }
+    for b in &r.boots {
+        for s in &b.kernel_reports {
+            let _ = writeln!(
+                o,
+                "\n--- kernel report outside any test ({} boot) ---\n{}",
+                b.label, s.text
+            );
+        }
+        if !matches!(b.verdict, Verdict::Pass | Verdict::Fail) {
+            let _ = writeln!(
+                o,
+                "\nwarning: the {} boot ended with {} (console: {})",
+                b.label,
+                b.verdict.as_str(),
+                b.logs.join("console.log").display()
+            );
+        }
+    }
+    if !r.expunged.is_empty() {
+        let _ = writeln!(o, "\nexpunged on {} (vm/xfstests/expunge/{}):", r.fs, r.fs);
+        for e in &r.expunged {
+            let _ = writeln!(o, "  {}  # {}", e.test, e.reason);
+        }
+    }
+    let accel = r.boots.first().map_or("?", |b| b.accel.as_str());
+    let _ = writeln!(
+        o,
+        "\nkernel {} on {} under {}; xfstests {}",
+        r.kernel,
+        r.fs,
+        accel.to_uppercase(),
+        r.xfstests.display()
+    );
+    if let Some(b) = &r.baseline {
+        let _ = writeln!(
+            o,
+            "baseline: {} at {} ({} cached, {} run now)",
+            b.kernel,
+            &b.commit[..12.min(b.commit.len())],
+            b.cached,
+            b.ran
+        );
+    }
+    let _ = write!(
+        o,
+        "run {}, passed {}, failed {}, skipped {}",
+        r.run, r.passed, r.failed, r.skipped
+    );
+    if with_base {
+        let _ = write!(
+            o,
+            ", regressions {}, flaky {}",
+            r.regressions.len(),
+            r.flaky.len()
+        );
+    }
+    let _ = writeln!(o);
+    let boots: Vec<String> = r
+        .boots
+        .iter()
+        .map(|b| format!("{} {}", b.label, mmss(b.seconds)))
+        .collect();
+    let _ = writeln!(
+        o,
+        "wall time {} ({})\nlogs: {}",
+        mmss(r.seconds),
+        boots.join(", "),
+        r.logs.display()
+    );
+    o
+}
+
+/// JUnit XML: one testcase per test. Regressions fail, and so do failures
+/// when there is no baseline; failures the base kernel has too, and flaky
+/// tests, pass with a note. Kernel reports outside the tests are one more
+/// failing testcase, "console".
+pub fn junit(r: &Report) -> Result<String> {
+    use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    let fails = |t: &Row| matches!(t.status, Status::Regression | Status::Fail);
+    let reports: Vec<&Splat> = r
+        .boots
+        .iter()
+        .filter(|b| b.label != "baseline")
+        .flat_map(|b| &b.kernel_reports)
+        .collect();
+    let failures = r.tests.iter().filter(|t| fails(t)).count() + usize::from(!reports.is_empty());
+    let mut suite = BytesStart::new("testsuite");
+    suite.push_attribute(("name", format!("xfstests {} {}", r.fs, r.kernel).as_str()));
+    suite.push_attribute(("tests", (r.tests.len() + 1).to_string().as_str()));
+    suite.push_attribute(("failures", failures.to_string().as_str()));
+    suite.push_attribute(("skipped", r.skipped.to_string().as_str()));
+    suite.push_attribute(("time", format!("{:.1}", r.seconds).as_str()));
+    w.write_event(Event::Start(suite))?;
+    let class = format!("xfstests.{}", r.fs);
+    let mut case =
+        |name: &str, secs: f64, fail: Option<&str>, skip: bool, out: &str| -> Result<()> {
+            let mut c = BytesStart::new("testcase");
+            c.push_attribute(("classname", class.as_str()));
+            c.push_attribute(("name", name));
+            c.push_attribute(("time", format!("{secs:.1}").as_str()));
+            w.write_event(Event::Start(c))?;
+            if let Some(msg) = fail {
+                let mut f = BytesStart::new("failure");
+                f.push_attribute(("message", msg));
+                w.write_event(Event::Empty(f))?;
+            }
+            if skip {
+                w.write_event(Event::Empty(BytesStart::new("skipped")))?;
+            }
+            if !out.is_empty() {
+                w.write_event(Event::Start(BytesStart::new("system-out")))?;
+                w.write_event(Event::Text(BytesText::new(out)))?;
+                w.write_event(Event::End(BytesEnd::new("system-out")))?;
+            }
+            w.write_event(Event::End(BytesEnd::new("testcase")))?;
+            Ok(())
+        };
+    for t in &r.tests {
+        let note = match t.baseline {
+            Some(b) => format!(
+                "{}: series {}, baseline {}, retries [{}]: {}\n{}",
+                t.status.as_str(),
+                t.series.as_str(),
+                b.as_str(),
+                t.retries
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.message,
+                t.output
+            ),
+            None => format!("{}\n{}", t.message, t.output),
+        };
+        let msg = format!("{}: {}", t.status.as_str(), t.message);
+        case(
+            &t.test,
+            t.seconds,
+            fails(t).then_some(msg.as_str()),
+            t.status == Status::Skip,
+            if t.series == Res::Pass {
+                ""
+            } else {
+                note.trim()
+            },
+        )?;
+    }
+    let text: Vec<&str> = reports.iter().map(|s| s.text.as_str()).collect();
+    let msg = format!("{} kernel report(s) outside the tests", reports.len());
+    case(
+        "console",
+        0.0,
+        (!reports.is_empty()).then_some(msg.as_str()),
+        false,
+        &text.join("\n\n"),
+    )?;
+    w.write_event(Event::End(BytesEnd::new("testsuite")))?;
+    Ok(String::from_utf8(w.into_inner())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xfstests::{BaselineInfo, Boot};
+    use std::collections::BTreeMap;
+
+    fn row(test: &str, status: Status, series: Res, base: Option<Res>, retries: &[Res]) -> Row {
+        Row {
+            test: test.into(),
+            status,
+            series,
+            seconds: 12.0,
+            baseline: base,
+            baseline_cached: base.is_some(),
+            retries: retries.to_vec(),
+            message: if series.bad() {
+                "- output mismatch".into()
+            } else {
+                String::new()
+            },
+            output: String::new(),
+        }
+    }
+
+    fn report(rows: Vec<Row>, with_base: bool, verdict: Verdict) -> Report {
+        let named = |s: Status| -> Vec<String> {
+            rows.iter()
+                .filter(|r| r.status == s)
+                .map(|r| r.test.clone())
+                .collect()
+        };
+        Report {
+            kernel: "6.12.117".into(),
+            fs: "ext4".into(),
+            xfstests: "/var/lib/xfstests".into(),
+            run: rows.len(),
+            passed: rows.iter().filter(|r| r.status == Status::Pass).count(),
+            failed: rows.iter().filter(|r| r.series.bad()).count(),
+            skipped: rows.iter().filter(|r| r.status == Status::Skip).count(),
+            regressions: named(Status::Regression),
+            flaky: named(Status::Flaky),
+            baseline: with_base.then(|| BaselineInfo {
+                commit: "66d9a096b3bbb2f5".into(),
+                kernel: "6.12.117-base".into(),
+                cached: rows.len(),
+                ran: 0,
+                results: BTreeMap::new(),
+            }),
+            tests: rows,
+            expunged: vec![],
+            boots: vec![Boot {
+                label: "series".into(),
+                kernel: "6.12.117".into(),
+                verdict,
+                accel: "tcg".into(),
+                seconds: 65.0,
+                logs: "/logs/series".into(),
+                kernel_reports: vec![],
+                tests: vec![],
+            }],
+            seconds: 125.0,
+            logs: "/logs".into(),
+        }
+    }
+
+    #[test]
+    fn regressions_fail_with_a_baseline_and_failures_without() {
+        use Res::*;
+        let rows = || {
+            vec![
+                row("generic/001", Status::Pass, Pass, Some(Pass), &[]),
+                row("generic/002", Status::KnownFail, Fail, Some(Fail), &[]),
+                row("generic/003", Status::Flaky, Fail, Some(Pass), &[Pass]),
+            ]
+        };
+        let r = report(rows(), true, Verdict::Fail);
+        assert_eq!(r.exit_code(), 0, "known failures and flaky tests are no regression");
+        let mut with_reg = rows();
+        with_reg.push(row("generic/004", Status::Regression, Fail, Some(Pass), &[Fail, Fail]));
+        let r = report(with_reg, true, Verdict::Fail);
+        assert_eq!(r.exit_code(), 1);
+        let t = table(&r);
+        assert!(
+            t.contains("generic/004  pass*        fail             12  fail,fail       REGRESSION"),
+            "{t}"
+        );
+        assert!(t.contains("run 4, passed 1, failed 3, skipped 0, regressions 1, flaky 1"), "{t}");
+        assert!(t.contains("wall time 2:05 (series 1:05)"), "{t}");
+        assert!(t.contains("/logs/series/results/generic/004.full"), "{t}");
+        let j = junit(&r).unwrap();
+        assert_eq!(j.matches("<failure").count(), 1, "{j}");
+        assert!(j.contains("failures=\"1\""), "{j}");
+
+        let plain = vec![row("generic/002", Status::Fail, Fail, None, &[])];
+        assert_eq!(report(plain, false, Verdict::Fail).exit_code(), 1);
+        let clean = vec![row("generic/001", Status::Pass, Pass, None, &[])];
+        assert_eq!(report(clean, false, Verdict::Pass).exit_code(), 0);
+    }
+
+    #[test]
+    fn a_kernel_report_outside_the_tests_or_a_timeout_fails_the_run() {
+        let rows = vec![row("generic/001", Status::Pass, Res::Pass, None, &[])];
+        let mut r = report(rows, false, Verdict::Fail);
+        r.boots[0].kernel_reports.push(Splat {
+            kind: "WARNING".into(),
+            title: "WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 f".into(),
+            test: None,
+            text: "WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 f".into(),
+        });
+        assert_eq!(r.exit_code(), 1);
+        assert!(table(&r).contains("kernel report outside any test (series boot)"));
+        assert!(junit(&r).unwrap().contains("1 kernel report(s) outside the tests"));
+        r.boots[0].kernel_reports.clear();
+        r.boots[0].verdict = Verdict::Timeout;
+        assert_eq!(r.exit_code(), 129);
+    }
+}
