@@ -322,9 +322,19 @@ mod tests {
             ]
         };
         let r = report(rows(), true, Verdict::Fail);
-        assert_eq!(r.exit_code(), 0, "known failures and flaky tests are no regression");
+        assert_eq!(
+            r.exit_code(),
+            0,
+            "known failures and flaky tests are no regression"
+        );
         let mut with_reg = rows();
-        with_reg.push(row("generic/004", Status::Regression, Fail, Some(Pass), &[Fail, Fail]));
+        with_reg.push(row(
+            "generic/004",
+            Status::Regression,
+            Fail,
+            Some(Pass),
+            &[Fail, Fail],
+        ));
         let r = report(with_reg, true, Verdict::Fail);
         assert_eq!(r.exit_code(), 1);
         let t = table(&r);
@@ -332,7 +342,10 @@ mod tests {
             t.contains("generic/004  pass*        fail             12  fail,fail       REGRESSION"),
             "{t}"
         );
-        assert!(t.contains("run 4, passed 1, failed 3, skipped 0, regressions 1, flaky 1"), "{t}");
+        assert!(
+            t.contains("run 4, passed 1, failed 3, skipped 0, regressions 1, flaky 1"),
+            "{t}"
+        );
         assert!(t.contains("wall time 2:05 (series 1:05)"), "{t}");
         assert!(t.contains("/logs/series/results/generic/004.full"), "{t}");
         let j = junit(&r).unwrap();
@@ -357,7 +370,9 @@ mod tests {
         });
         assert_eq!(r.exit_code(), 1);
         assert!(table(&r).contains("kernel report outside any test (series boot)"));
-        assert!(junit(&r).unwrap().contains("1 kernel report(s) outside the tests"));
+        assert!(junit(&r)
+            .unwrap()
+            .contains("1 kernel report(s) outside the tests"));
         r.boots[0].kernel_reports.clear();
         r.boots[0].verdict = Verdict::Timeout;
         assert_eq!(r.exit_code(), 129);
