@@ -1,7 +1,7 @@
 //! `zcsplice bench`: one boot of the patched kernel runs vm/bench/splice-bench
-//! (splice from a pipe into tmpfs and ramfs files, vm.splice_move on and off,
-//! interleaved); here its rep lines become medians, spreads, move/copy
-//! ratios against the series' goals, a table and JSON.
+//! (splice from a pipe into tmpfs, ramfs and ext4 files, vm.splice_move on
+//! and off, interleaved); here its rep lines become medians, spreads,
+//! move/copy ratios against the series' goals, a table and JSON.
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,12 +10,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::disks;
 use crate::run::{self, Guest, Verdict, VmOpts};
 use crate::Exit;
 
 /// The guest program, vm/bench/NAME.c.
 const PROGRAM: &str = "splice-bench";
-const FILESYSTEMS: [&str; 2] = ["tmpfs", "ramfs"];
+/// The rows of the table, in the order they run: a filesystem, and for
+/// ext4+fsync the same ext4 with the fsync() of the file timed too.
+pub const ROWS: [&str; 4] = ["tmpfs", "ramfs", "ext4", "ext4+fsync"];
+/// Rows whose timed part writes the file to disk: that I/O is the same in
+/// both modes and dwarfs the page copy a move saves, so only the
+/// no-regression goal applies to them.
+const DISK_ROWS: [&str; 1] = ["ext4+fsync"];
 const MODES: [&str; 2] = ["move", "copy"];
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -25,6 +32,9 @@ const WRITE_SIZE: u64 = 64 << 10;
 /// not run on the same machine, in effect: an emulated guest slows down
 /// several-fold when other work takes the host's CPUs.
 const NOISY: f64 = 1.5;
+/// A page-cache-only rep that wrote back more than this share of its
+/// file's pages did not measure the page cache alone.
+const WRITTEN_MAX: f64 = 0.01;
 
 /// What the series promises, move against copy.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -48,7 +58,32 @@ pub struct BenchOpts {
     pub size: u64,
     /// Measured reps per cell (a warm-up comes first).
     pub reps: u32,
+    /// The rows to measure, from `rows()`.
+    pub rows: Vec<String>,
     pub vm: VmOpts,
+}
+
+/// The rows the user picked (`--fs`), each once, in table order; all
+/// when none was picked.
+pub fn rows(picked: &[String]) -> Result<Vec<String>> {
+    if let Some(bad) = picked.iter().find(|p| !ROWS.contains(&p.as_str())) {
+        bail!("unknown --fs {bad:?} (known: {})", ROWS.join(", "));
+    }
+    Ok(ROWS
+        .iter()
+        .filter(|r| picked.is_empty() || picked.iter().any(|p| p == *r))
+        .map(|r| r.to_string())
+        .collect())
+}
+
+fn on_ext4(row: &str) -> bool {
+    row.starts_with("ext4")
+}
+
+/// The scratch disk of the ext4 rows: one file of `size` and slack for
+/// the filesystem; sparse, so the host spends only what is written.
+pub fn ext4_disk_bytes(size: u64) -> u64 {
+    2 * size + (1 << 30)
 }
 
 /// The guest's first line: the setup it measured.
@@ -66,6 +101,12 @@ pub struct Header {
     pub copy_us_per_page: f64,
     /// Those instructions: "rep movsb" (FSRM) or "movq loop".
     pub copy_routine: String,
+    /// The dirty limits the guest set for the ext4 rows, so that a file
+    /// of `size` stays in the page cache (0: not changed, no ext4 row).
+    #[serde(default)]
+    pub dirty_background_bytes: u64,
+    #[serde(default)]
+    pub dirty_bytes: u64,
 }
 
 /// One rep of one cell, as the guest measured it.
@@ -82,6 +123,11 @@ pub struct Sample {
     /// /proc/vmstat deltas over the rep: pages moved, pages taken then copied.
     pub splice_move: i64,
     pub splice_move_fallback: i64,
+    /// /proc/vmstat nr_written delta over the timed part: pages written
+    /// back, of any file (all of this one with a timed fsync, else at most
+    /// a few pages of metadata).
+    #[serde(default)]
+    pub written: i64,
 }
 
 /// Median and range of a set of measurements.
@@ -128,7 +174,7 @@ pub struct Cell {
     pub moved_share_min: f64,
 }
 
-/// Move against copy on one filesystem.
+/// Move against copy on one row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratio {
     pub fs: String,
@@ -140,8 +186,10 @@ pub struct Ratio {
     /// right after it).
     pub throughput_paired: Spread,
     pub sys_cpu_paired: Spread,
-    pub throughput_goal_met: bool,
-    pub sys_cpu_goal_met: bool,
+    /// None (null) where the goal does not apply: a row that times disk
+    /// I/O (ext4+fsync) is held to the no-regression goal only.
+    pub throughput_goal_met: Option<bool>,
+    pub sys_cpu_goal_met: Option<bool>,
     /// The page copy a move saves, as a share of the system CPU time a
     /// copy rep spends per page: about the most a move can save.
     pub copy_share: f64,
@@ -152,11 +200,12 @@ pub struct Summary {
     pub cells: Vec<Cell>,
     pub ratios: Vec<Ratio>,
     pub goals: Goals,
-    /// Every filesystem's throughput ratio is at least `goals.no_case_below`.
+    /// Every row's throughput ratio is at least `goals.no_case_below`.
     pub no_case_below_met: bool,
     /// Things that make the numbers suspect (a move cell that did not
     /// move every page, a copy cell that moved some, reps of one cell
-    /// that differ by more than NOISY).
+    /// that differ by more than NOISY, writeback in the timed part of a
+    /// page-cache-only row).
     pub warnings: Vec<String>,
 }
 
@@ -193,6 +242,8 @@ pub struct Bench {
     pub memory: String,
     pub cpus: u32,
     pub host: Host,
+    /// Size of the ext4 rows' scratch disk (None: no ext4 row).
+    pub ext4_disk_bytes: Option<u64>,
     pub setup: Header,
     #[serde(flatten)]
     pub summary: Summary,
@@ -262,8 +313,9 @@ fn sys_per_gib(h: &Header, s: &Sample) -> f64 {
     s.sys_seconds / (h.size as f64 / GIB)
 }
 
-/// Cells, ratios and goals from the measured reps (warm-ups left out).
-pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
+/// Cells, ratios and goals of `rows` from the measured reps (warm-ups
+/// left out).
+pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summary> {
     let pages = (h.size / h.page_size) as f64;
     let measured = |fs: &str, mode: &str| -> Vec<&Sample> {
         let mut v: Vec<&Sample> = samples
@@ -276,7 +328,8 @@ pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
     let mut cells = Vec::new();
     let mut ratios = Vec::new();
     let mut warnings = Vec::new();
-    for fs in FILESYSTEMS {
+    for fs in rows.iter().map(String::as_str) {
+        let disk = DISK_ROWS.contains(&fs);
         for mode in MODES {
             let reps = measured(fs, mode);
             if reps.is_empty() {
@@ -297,6 +350,16 @@ pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
                     "{fs} copy: pages were moved with vm.splice_move = 0 ({moved:?})"
                 )),
                 _ => {}
+            }
+            // A few pages of ext4 metadata may be written back while a rep
+            // is timed (its journal at work); the file's data must not be.
+            let written = reps.iter().map(|s| s.written).max().unwrap_or(0);
+            if !disk && written as f64 > WRITTEN_MAX * pages {
+                warnings.push(format!(
+                    "{fs} {mode}: {written} pages were written back while a rep was timed \
+                     ({:.1}% of the file): not the page cache alone",
+                    written as f64 / pages * 100.0
+                ));
             }
             let mib = spread(&|s| mib_per_s(h, s))?;
             if mib.max > NOISY * mib.min {
@@ -338,8 +401,8 @@ pub fn summarize(h: &Header, samples: &[Sample]) -> Result<Summary> {
             sys_cpu,
             throughput_paired: paired(&|m, c| c.seconds / m.seconds)?,
             sys_cpu_paired: paired(&|m, c| m.sys_seconds / c.sys_seconds)?,
-            throughput_goal_met: throughput >= GOALS.throughput_min,
-            sys_cpu_goal_met: sys_cpu <= GOALS.sys_cpu_max,
+            throughput_goal_met: (!disk).then_some(throughput >= GOALS.throughput_min),
+            sys_cpu_goal_met: (!disk).then_some(sys_cpu <= GOALS.sys_cpu_max),
             copy_share: h.copy_us_per_page / sys_us_per_page,
         });
     }
@@ -379,6 +442,11 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
+/// A goal that may not apply to a row.
+fn met_or_na(ok: Option<bool>) -> &'static str {
+    ok.map_or("n/a", met)
+}
+
 /// The table, as printed.
 pub fn table(b: &Bench) -> String {
     let s = &b.summary;
@@ -416,14 +484,25 @@ pub fn table(b: &Bench) -> String {
             b.debug_config.join(" ")
         );
     }
+    if let Some(disk) = b.ext4_disk_bytes {
+        out += &format!(
+            "ext4: mkfs.ext4 defaults on a fresh {} virtio disk, noinit_itable; dirty limits {}/{}, \
+             no periodic writeback\n\
+             ext4 times the page cache only (fsync, removal and sync after it untimed); \
+             ext4+fsync times the fsync() too (goals n/a but no regression)\n",
+            show_size(disk),
+            show_size(h.dirty_background_bytes),
+            show_size(h.dirty_bytes)
+        );
+    }
     out += &format!(
-        "\n{:6} {:5} {:>9} {:>19}  {:>10} {:>19}  {:>7} {:>8}\n",
+        "\n{:10} {:5} {:>9} {:>19}  {:>10} {:>19}  {:>7} {:>8}\n",
         "FS", "MODE", "MiB/s", "[min-max]", "sys s/GiB", "[min-max]", "moved", "fallback"
     );
     for c in &s.cells {
         let fb: i64 = c.splice_move_fallback.iter().sum();
         out += &format!(
-            "{:6} {:5} {:>9.1} {:>19}  {:>10.3} {:>19}  {:>6.1}% {:>8}\n",
+            "{:10} {:5} {:>9.1} {:>19}  {:>10.3} {:>19}  {:>6.1}% {:>8}\n",
             c.fs,
             c.mode,
             c.mib_per_s.median,
@@ -436,7 +515,7 @@ pub fn table(b: &Bench) -> String {
     }
     let g = &s.goals;
     out += &format!(
-        "\n{:6} {:>10} {:>15} {:>7}  {:>10} {:>15} {:>7}  {:>10}\n",
+        "\n{:10} {:>10} {:>15} {:>7}  {:>10} {:>15} {:>7}  {:>10}\n",
         "MOVE/COPY",
         "throughput",
         "[paired reps]",
@@ -448,17 +527,17 @@ pub fn table(b: &Bench) -> String {
     );
     for r in &s.ratios {
         out += &format!(
-            "{:9} {:>9.2}x {:>15} {:>7}  {:>9.2}x {:>15} {:>7}  {:>9.1}%\n",
+            "{:10} {:>9.2}x {:>15} {:>7}  {:>9.2}x {:>15} {:>7}  {:>9.1}%\n",
             r.fs,
             r.throughput,
             format!(
                 "[{:.2}-{:.2}]",
                 r.throughput_paired.min, r.throughput_paired.max
             ),
-            met(r.throughput_goal_met),
+            met_or_na(r.throughput_goal_met),
             r.sys_cpu,
             format!("[{:.2}-{:.2}]", r.sys_cpu_paired.min, r.sys_cpu_paired.max),
-            met(r.sys_cpu_goal_met),
+            met_or_na(r.sys_cpu_goal_met),
             r.copy_share * 100.0
         );
     }
@@ -583,9 +662,28 @@ pub fn run(
     guest.env = vec![
         ("ZCSPLICE_BENCH_SIZE", opts.size.to_string()),
         ("ZCSPLICE_BENCH_REPS", opts.reps.to_string()),
+        ("ZCSPLICE_BENCH_FS", opts.rows.join(",")),
         ("ZCSPLICE_BENCH_OUT", lines.display().to_string()),
     ];
-    let total = (FILESYSTEMS.len() * MODES.len()) as u64 * (u64::from(opts.reps) + 1);
+    // The ext4 rows' filesystem: made by the guest on /dev/vda, the image
+    // deleted when `images` is dropped, after the boot.
+    let ext4_disk_bytes = opts
+        .rows
+        .iter()
+        .any(|r| on_ext4(r))
+        .then(|| ext4_disk_bytes(opts.size));
+    let images = match ext4_disk_bytes {
+        Some(bytes) => disks::fresh(
+            cache,
+            &[disks::Disk {
+                name: "bench-ext4",
+                bytes,
+            }],
+        )?,
+        None => Vec::new(),
+    };
+    guest.disks = images.iter().map(|p| p.to_path_buf()).collect();
+    let total = (opts.rows.len() * MODES.len()) as u64 * (u64::from(opts.reps) + 1);
     let done = AtomicBool::new(false);
     let load_before = Host::load();
     let booted = std::thread::scope(|s| {
@@ -605,7 +703,7 @@ pub fn run(
     let text = std::fs::read_to_string(&lines)
         .with_context(|| format!("the guest wrote no {}", lines.display()))?;
     let (setup, samples) = parse_lines(&text)?;
-    let summary = summarize(&setup, &samples)?;
+    let summary = summarize(&setup, &opts.rows, &samples)?;
     let bench = Bench {
         kernel: setup.kernel.clone(),
         accel: booted.accel.to_string(),
@@ -614,6 +712,7 @@ pub fn run(
         memory: opts.vm.memory.clone(),
         cpus: opts.vm.cpus,
         host,
+        ext4_disk_bytes,
         setup,
         summary,
         samples,
@@ -642,7 +741,18 @@ mod tests {
             cpus: 2,
             copy_us_per_page: 2.0,
             copy_routine: "movq loop".into(),
+            dirty_background_bytes: 0,
+            dirty_bytes: 0,
         }
+    }
+
+    fn names(rows: &[&str]) -> Vec<String> {
+        rows.iter().map(|r| r.to_string()).collect()
+    }
+
+    /// The rows of the bench before ext4.
+    fn two() -> Vec<String> {
+        names(&["tmpfs", "ramfs"])
     }
 
     fn sample(fs: &str, mode: &str, rep: u32, seconds: f64, sys: f64, moved: i64) -> Sample {
@@ -656,6 +766,7 @@ mod tests {
             user_seconds: 0.01,
             splice_move: moved,
             splice_move_fallback: 0,
+            written: 0,
         }
     }
 
@@ -697,6 +808,94 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_picked_in_table_order_once() {
+        assert_eq!(rows(&[]).unwrap(), ROWS);
+        assert_eq!(
+            rows(&names(&["ext4+fsync", "tmpfs", "ext4+fsync"])).unwrap(),
+            ["tmpfs", "ext4+fsync"]
+        );
+        let e = rows(&names(&["ext3"])).unwrap_err().to_string();
+        assert!(e.contains("\"ext3\"") && e.contains("ext4+fsync"), "{e}");
+        assert!(on_ext4("ext4") && on_ext4("ext4+fsync") && !on_ext4("tmpfs"));
+        // One file of --size and room to spare: 1G reps get a 3G disk.
+        assert_eq!(ext4_disk_bytes(1 << 30), 3 << 30);
+    }
+
+    #[test]
+    fn ext4_rows_are_summarized_and_fsync_is_held_to_no_regression_only() {
+        let h = header(1 << 30, 1);
+        let rows = names(&["ext4", "ext4+fsync"]);
+        let mut v = samples("ext4", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        // With fsync timed the copy a move saves is a small share.
+        v.extend(samples(
+            "ext4+fsync",
+            &[(5.0, 2.0, 5.0, 2.0), (5.0, 1.9, 5.2, 2.0)],
+        ));
+        let pages = (1 << 30) / 4096;
+        v.iter_mut()
+            .filter(|s| s.fs == "ext4+fsync")
+            .for_each(|s| s.written = pages);
+        let s = summarize(&h, &rows, &v).unwrap();
+        let cells: Vec<String> = s
+            .cells
+            .iter()
+            .map(|c| format!("{} {}", c.fs, c.mode))
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                "ext4 move",
+                "ext4 copy",
+                "ext4+fsync move",
+                "ext4+fsync copy"
+            ]
+        );
+        let (e, f) = (&s.ratios[0], &s.ratios[1]);
+        assert_eq!(e.fs, "ext4");
+        assert_eq!(
+            (e.throughput_goal_met, e.sys_cpu_goal_met),
+            (Some(true), Some(true))
+        );
+        assert_eq!(f.fs, "ext4+fsync");
+        assert!((f.throughput - 1.04).abs() < 1e-9);
+        assert_eq!((f.throughput_goal_met, f.sys_cpu_goal_met), (None, None));
+        assert!(s.no_case_below_met);
+        // A timed fsync writes the file back: no warning for that.
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+
+        // ... but the fsync row still must not be slower with a move.
+        v.iter_mut()
+            .filter(|s| s.fs == "ext4+fsync" && s.mode == "move")
+            .for_each(|s| s.seconds = 6.0);
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert!(!s.no_case_below_met);
+        assert!(s.ratios[1].throughput < 0.98);
+    }
+
+    #[test]
+    fn writeback_in_a_page_cache_rep_is_warned_about() {
+        let h = header(1 << 30, 1);
+        let rows = names(&["ext4"]);
+        let mut v = samples("ext4", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        // A few pages of metadata are no matter.
+        v.iter_mut().for_each(|s| s.written = 9);
+        assert!(summarize(&h, &rows, &v).unwrap().warnings.is_empty());
+        v[3].written = 50_000;
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("ext4 copy: 50000 pages were written back"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings[0].contains("(19.1% of the file)"),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
     fn ratios_use_medians_without_the_warm_up() {
         let h = header(1 << 30, 3);
         let mut v = samples(
@@ -718,7 +917,7 @@ mod tests {
                 (2.1, 1.0, 2.0, 1.0),
             ],
         ));
-        let s = summarize(&h, &v).unwrap();
+        let s = summarize(&h, &two(), &v).unwrap();
         let names: Vec<(String, String)> = s
             .cells
             .iter()
@@ -746,7 +945,10 @@ mod tests {
         // Copy median 2.4 s against move 1.5 s.
         assert!((t.throughput - 2.4 / 1.5).abs() < 1e-9);
         assert!((t.sys_cpu - 0.5).abs() < 1e-9);
-        assert!(t.throughput_goal_met && t.sys_cpu_goal_met);
+        assert_eq!(
+            (t.throughput_goal_met, t.sys_cpu_goal_met),
+            (Some(true), Some(true))
+        );
         // Paired: 2/1, 3/2, 2.4/1.5.
         assert!((t.throughput_paired.min - 1.5).abs() < 1e-9);
         assert!((t.throughput_paired.max - 2.0).abs() < 1e-9);
@@ -756,7 +958,10 @@ mod tests {
 
         let r = &s.ratios[1];
         assert!((r.throughput - 1.0).abs() < 1e-9);
-        assert!(!r.throughput_goal_met && !r.sys_cpu_goal_met);
+        assert_eq!(
+            (r.throughput_goal_met, r.sys_cpu_goal_met),
+            (Some(false), Some(false))
+        );
         assert!(s.no_case_below_met);
         // Move reps of 1 to 2 s are too far apart to be trusted.
         assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
@@ -771,7 +976,7 @@ mod tests {
             "ramfs",
             &[(1.0, 1.0, 1.0, 1.0), (1.1, 1.0, 1.0, 1.0)],
         ));
-        let s = summarize(&h, &v).unwrap();
+        let s = summarize(&h, &two(), &v).unwrap();
         assert!(s.ratios[1].throughput < 0.98);
         assert!(!s.no_case_below_met);
     }
@@ -790,7 +995,7 @@ mod tests {
         v.iter_mut()
             .filter(|s| s.fs == "tmpfs" && s.mode == "copy")
             .for_each(|s| s.splice_move = 3);
-        let s = summarize(&h, &v).unwrap();
+        let s = summarize(&h, &two(), &v).unwrap();
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(s.warnings[0].starts_with("tmpfs copy"));
         assert!(s.warnings[1].contains("ramfs move: only 50.0%"));
@@ -815,7 +1020,7 @@ mod tests {
                 (1.0, 1.0, 1.6, 1.0),
             ],
         ));
-        let s = summarize(&h, &v).unwrap();
+        let s = summarize(&h, &two(), &v).unwrap();
         assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
         assert!(
             s.warnings[0].starts_with("ramfs copy: reps ran at 640.0 to 1024.0 MiB/s"),
@@ -828,8 +1033,12 @@ mod tests {
     fn a_missing_cell_is_an_error() {
         let h = header(1 << 30, 1);
         let v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 2.0, 1.0)]);
-        let e = summarize(&h, &v).unwrap_err();
+        let e = summarize(&h, &two(), &v).unwrap_err();
         assert!(e.to_string().contains("ramfs move"), "{e}");
+        // Only the rows asked for are expected.
+        assert!(summarize(&h, &names(&["tmpfs"]), &v).is_ok());
+        let e = summarize(&h, &names(&["tmpfs", "ext4+fsync"]), &v).unwrap_err();
+        assert!(e.to_string().contains("ext4+fsync move"), "{e}");
     }
 
     #[test]
@@ -844,8 +1053,24 @@ mod tests {
         let (h, s) = parse_lines(text).unwrap();
         assert_eq!(h.size, 1 << 20);
         assert_eq!(h.copy_us_per_page, 0.5);
+        assert_eq!((h.dirty_bytes, h.dirty_background_bytes), (0, 0));
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].splice_move, 256);
+        assert_eq!(s[0].written, 0);
+
+        // The ext4 rows: the dirty limits in the header, writeback per rep.
+        let text = "{\"kernel\": \"6.12.117\", \"size\": 1048576, \"reps\": 1, \
+                    \"write_size\": 65536, \"pipe_size\": 65536, \"page_size\": 4096, \
+                    \"cpus\": 2, \"copy_us_per_page\": 0.5, \"copy_routine\": \"rep movsb\", \
+                    \"dirty_background_bytes\": 68157440, \"dirty_bytes\": 136314880}\n\
+                    {\"fs\": \"ext4+fsync\", \"mode\": \"copy\", \"rep\": 1, \
+                    \"warmup\": false, \"seconds\": 0.5, \"sys_seconds\": 0.25, \
+                    \"user_seconds\": 0.01, \"splice_move\": 0, \
+                    \"splice_move_fallback\": 0, \"written\": 262}\n";
+        let (h, s) = parse_lines(text).unwrap();
+        assert_eq!(h.dirty_background_bytes, 65 << 20);
+        assert_eq!(h.dirty_bytes, 130 << 20);
+        assert_eq!((s[0].fs.as_str(), s[0].written), ("ext4+fsync", 262));
         assert!(parse_lines("").is_err());
         assert!(parse_lines("{\"kernel\": 1}\n").is_err());
     }
@@ -916,16 +1141,9 @@ mod tests {
         assert!(msg.contains("data differs"), "{msg}");
     }
 
-    #[test]
-    fn table_shows_setup_cells_ratios_and_goals() {
-        let h = header(1 << 30, 1);
-        let mut v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
-        v.extend(samples(
-            "ramfs",
-            &[(1.0, 1.0, 1.0, 1.0), (1.1, 1.0, 1.0, 1.0)],
-        ));
-        let summary = summarize(&h, &v).unwrap();
-        let b = Bench {
+    fn bench(h: Header, rows: &[String], v: Vec<Sample>, ext4_disk: Option<u64>) -> Bench {
+        let summary = summarize(&h, rows, &v).unwrap();
+        Bench {
             kernel: "6.12.117".into(),
             accel: "tcg".into(),
             accel_reason: "no /dev/kvm".into(),
@@ -937,12 +1155,24 @@ mod tests {
                 load_before: 3.5,
                 load_after: 1.0,
             },
+            ext4_disk_bytes: ext4_disk,
             setup: h,
             summary,
             samples: v,
             seconds: 60.0,
             logs: "/logs".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn table_shows_setup_cells_ratios_and_goals() {
+        let h = header(1 << 30, 1);
+        let mut v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        v.extend(samples(
+            "ramfs",
+            &[(1.0, 1.0, 1.0, 1.0), (1.1, 1.0, 1.0, 1.0)],
+        ));
+        let b = bench(h, &two(), v, None);
         let t = table(&b);
         assert!(
             t.starts_with("splice bench: kernel 6.12.117 under TCG (no /dev/kvm)"),
@@ -957,11 +1187,12 @@ mod tests {
             t.contains("host: 2 CPUs, load 3.5 before and 1.0 after: contended"),
             "{t}"
         );
-        assert!(t.contains("tmpfs  move     1024.0"), "{t}");
+        assert!(!t.contains("ext4"), "{t}");
+        assert!(t.contains("tmpfs      move     1024.0"), "{t}");
         assert!(t.contains("100.0%"), "{t}");
-        assert!(t.contains("tmpfs          2.00x"), "{t}");
+        assert!(t.contains("tmpfs           2.00x"), "{t}");
         assert!(t.contains("one page copy (2.00 us here, movq loop)"), "{t}");
-        assert!(t.contains("ramfs          0.91x"), "{t}");
+        assert!(t.contains("ramfs           0.91x"), "{t}");
         assert!(
             t.contains("no case below 0.98x throughput: MISSED (lowest: ramfs 0.91x)"),
             "{t}"
@@ -972,5 +1203,55 @@ mod tests {
         assert_eq!(j["goals"]["throughput_min"], 1.5);
         assert_eq!(j["setup"]["size"], 1u64 << 30);
         assert_eq!(j["no_case_below_met"], false);
+        assert_eq!(j["ratios"][0]["throughput_goal_met"], true);
+        assert_eq!(j["ext4_disk_bytes"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn table_shows_the_ext4_rows_and_their_setup() {
+        let mut h = header(1 << 30, 1);
+        h.dirty_background_bytes = (1 << 30) + (64 << 20);
+        h.dirty_bytes = (2 << 30) + (128 << 20);
+        let mut v = samples("ext4", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        v.extend(samples(
+            "ext4+fsync",
+            &[(5.0, 2.0, 5.0, 2.0), (5.0, 1.9, 5.2, 2.0)],
+        ));
+        let b = bench(h, &names(&["ext4", "ext4+fsync"]), v, Some(3 << 30));
+        let t = table(&b);
+        assert!(
+            t.contains(
+                "ext4: mkfs.ext4 defaults on a fresh 3G virtio disk, noinit_itable; \
+                 dirty limits 1088M/2176M, no periodic writeback\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("ext4+fsync times the fsync() too"), "{t}");
+        assert!(t.contains("ext4       move     1024.0"), "{t}");
+        assert!(t.contains("ext4+fsync copy      196.9"), "{t}");
+        assert!(
+            t.contains("ext4            2.00x     [2.00-2.00]     met       0.50x"),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "ext4+fsync      1.04x     [1.04-1.04]     n/a       0.95x     [0.95-0.95]     n/a"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("no case below 0.98x throughput: met (lowest: ext4+fsync 1.04x)"),
+            "{t}"
+        );
+        let j = serde_json::to_value(&b).unwrap();
+        assert_eq!(j["ext4_disk_bytes"], 3u64 << 30);
+        assert_eq!(j["setup"]["dirty_bytes"], (2u64 << 30) + (128 << 20));
+        assert_eq!(j["ratios"][1]["fs"], "ext4+fsync");
+        assert_eq!(
+            j["ratios"][1]["throughput_goal_met"],
+            serde_json::Value::Null
+        );
+        assert_eq!(j["ratios"][1]["sys_cpu_goal_met"], serde_json::Value::Null);
+        assert_eq!(j["ratios"][0]["sys_cpu_goal_met"], true);
     }
 }

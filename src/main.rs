@@ -128,7 +128,7 @@ enum Cmd {
         json: bool,
     },
     /// Build if needed, boot once and measure splice(pipe -> file) into
-    /// tmpfs and ramfs with vm.splice_move on (move) and off (copy).
+    /// tmpfs, ramfs and ext4 with vm.splice_move on (move) and off (copy).
     ///
     /// Each rep a writer process write(2)s --size bytes into a pipe of the
     /// default size (64 KiB) in 64 KiB writes while the bench splices them
@@ -136,13 +136,36 @@ enum Cmd {
     /// rep per cell. Prints medians, min-max spreads and the move/copy
     /// ratios against the goals; saves bench.json in the run's log
     /// directory. Fails on a kernel without the series or with a kernel
-    /// report on the console. Under TCG emulation (2 vCPUs, debug kernel)
-    /// on an otherwise idle 2-CPU host a 1G rep takes about 17 s and the
-    /// defaults about 8 minutes; other busy VMs on the host slow an
+    /// report on the console.
+    ///
+    /// ext4 is made fresh (mkfs.ext4, default options) on a sparse scratch
+    /// disk. Row ext4 times the page cache only: the guest raises the dirty
+    /// limits above --size and stops periodic writeback, so nothing is
+    /// written back while a rep is timed; the fsync(), removal and sync()
+    /// after each rep are untimed, so the next rep starts clean. Row
+    /// ext4+fsync also times the fsync() of the file: the disk I/O is the
+    /// same in both modes and dwarfs the copy a move saves, so the
+    /// throughput and system CPU goals do not apply there (n/a), only "no
+    /// case below" (a move must not be slower).
+    ///
+    /// Under TCG emulation (2 vCPUs, debug kernel) on an otherwise idle
+    /// 2-CPU host a 1G rep on tmpfs takes about 17 s and tmpfs plus ramfs
+    /// at the defaults about 8 minutes; the ext4 rows add their own reps,
+    /// the fsyncs and the writes. Other busy VMs on the host slow an
     /// emulated guest several-fold (such a run took 38 minutes).
     Bench {
         #[command(flatten)]
         build: BuildArgs,
+        /// Rows to measure, repeatable or comma-separated: tmpfs, ramfs,
+        /// ext4 (page cache only), ext4+fsync (fsync timed) [default: all].
+        #[arg(
+            long = "fs",
+            value_name = "FS",
+            value_delimiter = ',',
+            value_parser = clap::builder::PossibleValuesParser::new(bench::ROWS),
+            hide_possible_values = true
+        )]
+        fs: Vec<String>,
         /// Bytes per rep (K, M, G: binary units); a multiple of 64K.
         #[arg(long, default_value = "1G", value_parser = bench::parse_size)]
         size: u64,
@@ -152,7 +175,8 @@ enum Cmd {
         /// Hard limit for the whole VM run, in seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
-        /// Guest memory (qemu -m): must hold one file of --size on tmpfs or ramfs.
+        /// Guest memory (qemu -m): must hold one file of --size in the page
+        /// cache (on tmpfs or ramfs, or dirty on ext4).
         #[arg(long, default_value = "3G")]
         memory: String,
         /// Print the results as JSON (they are always saved as bench.json).
@@ -656,6 +680,7 @@ fn run(cli: &Cli) -> Result<u8> {
         }
         Cmd::Bench {
             build,
+            fs,
             size,
             reps,
             timeout,
@@ -667,6 +692,7 @@ fn run(cli: &Cli) -> Result<u8> {
             let opts = bench::BenchOpts {
                 size: *size,
                 reps: *reps,
+                rows: bench::rows(fs)?,
                 vm: run::VmOpts {
                     timeout: std::time::Duration::from_secs(*timeout),
                     memory: memory.clone(),

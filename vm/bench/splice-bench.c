@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * splice-bench: throughput and system CPU time of splice(pipe -> file)
- * into tmpfs and ramfs, with vm.splice_move on (pipe pages are moved into
- * the page cache) and off (they are copied), in one boot.
+ * into tmpfs, ramfs and ext4, with vm.splice_move on (pipe pages are moved
+ * into the page cache) and off (they are copied), in one boot.
  *
  * A writer process write(2)s ZCSPLICE_BENCH_SIZE bytes into a pipe of the
  * default size, 64 KiB at a time; this process splices them into a fresh
@@ -10,6 +10,16 @@
  * offset, so with the switch on every page can be moved. The cells (fs x
  * mode) are interleaved rep by rep, so that drift hits both modes alike;
  * rep 0 of every cell is a warm-up.
+ *
+ * The rows (ZCSPLICE_BENCH_FS, comma-separated, in the order to run):
+ * tmpfs (huge=never), ramfs, ext4 and ext4+fsync. Both ext4 rows use one
+ * filesystem that mkfs.ext4 (default options) makes on the scratch disk
+ * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
+ * initialisation writes behind the reps. The ext4 row is timed in the page
+ * cache only: the dirty limits are raised above the file size and periodic
+ * writeback is off, so no writeback starts while a rep is timed. Its file
+ * is then fsynced, removed and the filesystem synced, untimed, so the next
+ * rep starts clean. The ext4+fsync row times the fsync() as well.
  *
  * Results go to ZCSPLICE_BENCH_OUT, one JSON object per line: a header,
  * then one line per rep. Exits 77 on a kernel without the series.
@@ -33,13 +43,37 @@
 #define WRITE_SIZE (64 << 10)
 #define ROOT "/tmp/zcsplice-bench"
 #define CALIBRATE_SIZE (16 << 20)
+#define MAX_ROWS 8
 
 static char buf[WRITE_SIZE];
 
 struct sample {
 	double seconds, sys_seconds, user_seconds;
 	long splice_move, splice_move_fallback;
+	long written;		/* pages written back while timed */
 };
+
+/* A row of the table: a filesystem, and whether fsync() is timed. */
+struct row {
+	const char *name;
+	const char *fs;
+	int fsync;
+};
+
+static const struct row all_rows[] = {
+	{ "tmpfs", "tmpfs", 0 },
+	{ "ramfs", "ramfs", 0 },
+	{ "ext4", "ext4", 0 },
+	{ "ext4+fsync", "ext4", 1 },
+};
+
+/* The writeback knobs the ext4 rows change, saved to restore them. */
+static const char *const dirty_knobs[] = {
+	"/proc/sys/vm/dirty_ratio",
+	"/proc/sys/vm/dirty_background_ratio",
+	"/proc/sys/vm/dirty_writeback_centisecs",
+};
+static long dirty_saved[3];
 
 static double now(void)
 {
@@ -180,15 +214,19 @@ static int verify(int fd, unsigned long long size)
 }
 
 /*
- * One rep: a fresh file, a writer child, splice until @size bytes are in.
- * Timed from before the fork to the writer reaped; system CPU time is this
- * process's plus the writer's. Unlinking the file is not timed.
+ * One rep: a fresh file, a writer child, splice until @size bytes are in
+ * (then fsync() it, with @timed_fsync). Timed from before the fork to the
+ * writer reaped; system CPU time is this process's plus the writer's.
+ * Removing the file is not timed; on a block filesystem (@block) neither
+ * are its fsync() nor the sync() after the removal, which leave nothing
+ * for the next rep to write back.
  */
 static int one_rep(const char *file, unsigned long long size,
-		   struct sample *s)
+		   int timed_fsync, int block, struct sample *s)
 {
 	long moved = vmstat("splice_move");
 	long fallback = vmstat("splice_move_fallback");
+	long written = vmstat("nr_written");
 	struct rusage self0, self1, child;
 	unsigned long long done = 0;
 	int p[2], fd, status, err = 0;
@@ -224,6 +262,10 @@ static int one_rep(const char *file, unsigned long long size,
 		done += n;
 	}
 	close(p[0]);
+	if (!err && timed_fsync && fsync(fd)) {
+		perror("fsync");
+		err = -1;
+	}
 	if (wait4(pid, &status, 0, &child) != pid || !WIFEXITED(status) ||
 	    WEXITSTATUS(status)) {
 		fprintf(stderr, "splice-bench: the writer failed\n");
@@ -237,36 +279,114 @@ static int one_rep(const char *file, unsigned long long size,
 			  secs(child.ru_utime);
 	s->splice_move = vmstat("splice_move") - moved;
 	s->splice_move_fallback = vmstat("splice_move_fallback") - fallback;
+	s->written = vmstat("nr_written") - written;
 	if (!err)
 		err = verify(fd, size);
+	if (!err && block && fsync(fd)) {
+		perror("fsync");
+		err = -1;
+	}
 	close(fd);
 	if (unlink(file)) {
 		perror(file);
 		err = -1;
 	}
+	if (block)
+		sync();
 	return err;
+}
+
+/* Parses ZCSPLICE_BENCH_FS into @rows; returns their number, 0 if bad. */
+static int parse_rows(const char *list, const struct row **rows)
+{
+	char copy[256], *tok, *save;
+	int n = 0;
+
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < sizeof(all_rows) / sizeof(all_rows[0]); i++)
+			if (!strcmp(tok, all_rows[i].name))
+				break;
+		if (i == sizeof(all_rows) / sizeof(all_rows[0]) ||
+		    n == MAX_ROWS) {
+			fprintf(stderr, "splice-bench: bad row %s\n", tok);
+			return 0;
+		}
+		rows[n++] = &all_rows[i];
+	}
+	return n;
+}
+
+static int uses(const struct row **rows, int n, const char *fs)
+{
+	for (int i = 0; i < n; i++)
+		if (!strcmp(rows[i]->fs, fs))
+			return 1;
+	return 0;
+}
+
+/*
+ * Keeps a file of @size dirty in the page cache without writeback: the
+ * background limit above it, the hard limit (and the throttling that
+ * starts halfway between the two) further up, no periodic writeback.
+ */
+static int hold_dirty(unsigned long long size, unsigned long long *bg,
+		      unsigned long long *limit)
+{
+	char val[32];
+
+	for (int i = 0; i < 3; i++)
+		dirty_saved[i] = read_number(dirty_knobs[i]);
+	*bg = size + (64 << 20);
+	*limit = 2 * size + (128 << 20);
+	snprintf(val, sizeof(val), "%llu", *limit);
+	if (write_file("/proc/sys/vm/dirty_bytes", val))
+		return -1;
+	snprintf(val, sizeof(val), "%llu", *bg);
+	if (write_file("/proc/sys/vm/dirty_background_bytes", val))
+		return -1;
+	return write_file("/proc/sys/vm/dirty_writeback_centisecs", "0");
+}
+
+/* Writing the ratios clears the byte limits. */
+static void restore_dirty(void)
+{
+	char val[32];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(val, sizeof(val), "%ld", dirty_saved[i]);
+		if (dirty_saved[i] >= 0)
+			write_file(dirty_knobs[i], val);
+	}
 }
 
 int main(void)
 {
-	static const char *const fss[] = { "tmpfs", "ramfs" };
 	static const char *const modes[] = { "move", "copy" };
 	unsigned long long size = env_number("ZCSPLICE_BENCH_SIZE");
 	unsigned long long reps = env_number("ZCSPLICE_BENCH_REPS");
+	unsigned long long dirty_bg = 0, dirty_limit = 0;
 	const char *path = getenv("ZCSPLICE_BENCH_OUT");
+	const char *list = getenv("ZCSPLICE_BENCH_FS");
+	const struct row *rows[MAX_ROWS];
 	char dir[128], file[160], opts[64];
+	struct blockfs ext4 = { 0 };
 	const char *routine;
+	int p[2], pipe_size, nrows, err = 0;
 	double copy_us;
 	struct utsname u;
-	int p[2], pipe_size;
 	FILE *out;
 
 	if (access("/proc/sys/vm/splice_move", F_OK)) {
 		printf("kernel without the series: no /proc/sys/vm/splice_move\n");
 		return 77;
 	}
-	if (!size || size % WRITE_SIZE || !reps || !path) {
-		fprintf(stderr, "splice-bench: bad size, reps or output\n");
+	nrows = list ? parse_rows(list, rows) : 0;
+	if (!size || size % WRITE_SIZE || !reps || !path || !nrows) {
+		fprintf(stderr, "splice-bench: bad size, reps, rows or output\n");
 		return 2;
 	}
 	out = fopen(path, "w");
@@ -283,10 +403,26 @@ int main(void)
 	snprintf(opts, sizeof(opts), "size=%llu,huge=never", size + (64 << 20));
 	mkdir(ROOT, 0755);
 	for (int f = 0; f < 2; f++) {
-		snprintf(dir, sizeof(dir), ROOT "/%s", fss[f]);
+		const char *fs = all_rows[f].fs;
+
+		if (!uses(rows, nrows, fs))
+			continue;
+		snprintf(dir, sizeof(dir), ROOT "/%s", fs);
 		mkdir(dir, 0755);
-		if (mount(fss[f], dir, fss[f], 0, f ? NULL : opts)) {
+		if (mount(fs, dir, fs, 0, f ? NULL : opts)) {
 			perror(dir);
+			return 1;
+		}
+	}
+	if (uses(rows, nrows, "ext4")) {
+		/* No lazy inode table init writing behind the reps. */
+		if (blockfs_setup(&ext4, "bench-ext4", "ext4", "",
+				  "noinit_itable")) {
+			fprintf(stderr, "splice-bench: no ext4 on the scratch disk\n");
+			return 1;
+		}
+		if (hold_dirty(size, &dirty_bg, &dirty_limit)) {
+			perror("vm.dirty_bytes");
 			return 1;
 		}
 	}
@@ -302,35 +438,49 @@ int main(void)
 	fprintf(out, "{\"kernel\": \"%s\", \"size\": %llu, \"reps\": %llu, "
 		"\"write_size\": %d, \"pipe_size\": %d, \"page_size\": %ld, "
 		"\"cpus\": %ld, \"copy_us_per_page\": %.3f, "
-		"\"copy_routine\": \"%s\"}\n", u.release, size, reps,
+		"\"copy_routine\": \"%s\", \"dirty_background_bytes\": %llu, "
+		"\"dirty_bytes\": %llu}\n", u.release, size, reps,
 		WRITE_SIZE, pipe_size, sysconf(_SC_PAGESIZE),
-		sysconf(_SC_NPROCESSORS_ONLN), copy_us, routine);
+		sysconf(_SC_NPROCESSORS_ONLN), copy_us, routine, dirty_bg,
+		dirty_limit);
 
-	for (unsigned long long rep = 0; rep <= reps; rep++) {
-		for (int f = 0; f < 2; f++) {
-			for (int m = 0; m < 2; m++) {
+	for (unsigned long long rep = 0; !err && rep <= reps; rep++) {
+		for (int r = 0; !err && r < nrows; r++) {
+			const struct row *row = rows[r];
+			int block = !strcmp(row->fs, "ext4");
+
+			for (int m = 0; !err && m < 2; m++) {
 				struct sample s;
 
 				if (set_splice_move(!m) ||
 				    read_number("/proc/sys/vm/splice_move") != !m) {
 					perror("vm.splice_move");
-					return 1;
+					err = 1;
+					break;
 				}
-				snprintf(file, sizeof(file), ROOT "/%s/file",
-					 fss[f]);
-				if (one_rep(file, size, &s))
-					return 1;
+				if (block)
+					snprintf(file, sizeof(file), "%s/file",
+						 ext4.mnt);
+				else
+					snprintf(file, sizeof(file),
+						 ROOT "/%s/file", row->fs);
+				if (one_rep(file, size, row->fsync, block, &s)) {
+					err = 1;
+					break;
+				}
 				fprintf(out, "{\"fs\": \"%s\", \"mode\": \"%s\", "
 					"\"rep\": %llu, \"warmup\": %s, "
 					"\"seconds\": %.6f, \"sys_seconds\": %.6f, "
 					"\"user_seconds\": %.6f, \"splice_move\": %ld, "
-					"\"splice_move_fallback\": %ld}\n",
-					fss[f], modes[m], rep,
+					"\"splice_move_fallback\": %ld, "
+					"\"written\": %ld}\n",
+					row->name, modes[m], rep,
 					rep ? "false" : "true", s.seconds,
 					s.sys_seconds, s.user_seconds,
-					s.splice_move, s.splice_move_fallback);
+					s.splice_move, s.splice_move_fallback,
+					s.written);
 				printf("%s %s rep %llu: %.1f MiB/s, %.3f s sys\n",
-				       fss[f], modes[m], rep,
+				       row->name, modes[m], rep,
 				       size / 1048576.0 / s.seconds,
 				       s.sys_seconds);
 				fflush(stdout);
@@ -338,10 +488,14 @@ int main(void)
 		}
 	}
 	set_splice_move(1);
+	if (dirty_limit)
+		restore_dirty();
+	blockfs_teardown(&ext4);
 	for (int f = 0; f < 2; f++) {
-		snprintf(dir, sizeof(dir), ROOT "/%s", fss[f]);
-		umount(dir);
+		snprintf(dir, sizeof(dir), ROOT "/%s", all_rows[f].fs);
+		if (uses(rows, nrows, all_rows[f].fs))
+			umount(dir);
 	}
 	fclose(out);
-	return 0;
+	return err;
 }
