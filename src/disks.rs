@@ -46,3 +46,41 @@ pub fn fresh(cache: &Path, disks: &[Disk]) -> Result<Vec<TempPath>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn fresh_images_are_sparse_distinct_and_removed() {
+        let cache = tempfile::tempdir().unwrap();
+        let disks = [
+            Disk {
+                name: "a",
+                bytes: 1 << 30,
+            },
+            Disk {
+                name: "b",
+                bytes: 4096,
+            },
+        ];
+        let first = fresh(cache.path(), &disks).unwrap();
+        let second = fresh(cache.path(), &disks).unwrap();
+        assert_ne!(first[0].to_path_buf(), second[0].to_path_buf());
+        let meta = std::fs::metadata(&first[0]).unwrap();
+        assert_eq!(meta.len(), 1 << 30);
+        // Sparse: a gigabyte of size, next to nothing allocated.
+        assert!(meta.blocks() * 512 < 1 << 20, "{} blocks", meta.blocks());
+        assert_eq!(std::fs::metadata(&first[1]).unwrap().len(), 4096);
+        assert!(first[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("a-"));
+        let paths: Vec<_> = first.iter().map(|p| p.to_path_buf()).collect();
+        drop(first);
+        assert!(paths.iter().all(|p| !p.exists()));
+        assert!(second.iter().all(|p| p.exists()));
+    }
+}
