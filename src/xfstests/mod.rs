@@ -271,7 +271,10 @@ fn boot(
         tests.len(),
         dir.display()
     );
-    let b = run::boot(ctx.project, ctx.cache, &k.image, &dir, &guest, &o.vm)?;
+    let progress = Progress::start(dir.join("console.log"), label, tests.len());
+    let b = run::boot(ctx.project, ctx.cache, &k.image, &dir, &guest, &o.vm);
+    progress.stop();
+    let b = b?;
     drop(images);
     if b.verdict == Verdict::VmFailed {
         bail!(
@@ -306,6 +309,53 @@ fn boot(
             tests: tests.to_vec(),
         },
     ))
+}
+
+/// Says on stderr which test a boot is at, from xfstests' markers in the
+/// console log as it grows: a run takes many minutes under TCG.
+struct Progress {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(console: PathBuf, label: &str, total: usize) -> Progress {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let label = label.to_string();
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut seen = 0;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                let Ok(log) = std::fs::read(&console) else {
+                    continue;
+                };
+                let started = results::started(&String::from_utf8_lossy(&log));
+                for t in started.iter().skip(seen) {
+                    seen += 1;
+                    let e = t0.elapsed().as_secs();
+                    eprintln!(
+                        "zcsplice: {label} [{seen}/{total}] {t} ({}:{:02})",
+                        e / 60,
+                        e % 60
+                    );
+                }
+            }
+        });
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn config_hash(k: &Kernel) -> Result<String> {
