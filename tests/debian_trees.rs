@@ -91,8 +91,11 @@ fn cycle(series_name: &str, version: &str) -> Vec<String> {
     );
     let cover = std::fs::read_to_string(out.join("0000-cover-letter.patch")).unwrap();
     assert!(cover.contains(&format!("base-commit: {base}")));
+    // Numbered like git format-patch: 00/11 once there are ten or more.
+    let n = patches.len();
+    let width = n.to_string().len();
     assert!(
-        cover.contains(&format!(" 0/{}] ", patches.len())),
+        cover.contains(&format!(" {:0width$}/{n}] ", 0)),
         "{cover}"
     );
 
