@@ -69,20 +69,11 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(o, "(* baseline result from the cache)");
     }
     for t in r.tests.iter().filter(|t| t.series.bad()) {
-        let series = r.boots.iter().find(|b| b.label == "series");
-        let files = series.map_or(String::new(), |b| {
-            format!(
-                " ({}.full, .out.bad, .dmesg)",
-                b.logs.join("results").join(&t.test).display()
-            )
-        });
-        let _ = writeln!(
-            o,
-            "\n{} {}: {}{files}",
-            t.test,
-            t.status.as_str(),
-            t.message
-        );
+        let _ = writeln!(o, "\n{} {}: {}", t.test, t.status.as_str(), t.message);
+        if let Some(b) = r.boots.iter().find(|b| b.label == "series") {
+            let base = b.logs.join("results").join(&t.test);
+            let _ = writeln!(o, "  results: {}.{{full,out.bad,dmesg}}", base.display());
+        }
     }
     for b in &r.boots {
         for s in &b.kernel_reports {
@@ -347,7 +338,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("wall time 2:05 (series 1:05)"), "{t}");
-        assert!(t.contains("/logs/series/results/generic/004.full"), "{t}");
+        assert!(
+            t.contains("results: /logs/series/results/generic/004.{full,out.bad,dmesg}"),
+            "{t}"
+        );
         let j = junit(&r).unwrap();
         assert_eq!(j.matches("<failure").count(), 1, "{j}");
         assert!(j.contains("failures=\"1\""), "{j}");

@@ -258,7 +258,9 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    // A real report from `zcsplice xfstests` on 6.12 under TCG, trimmed.
+    // A real report from `zcsplice xfstests --mount-options "-o ro"
+    // generic/029 generic/440 generic/249` on 6.12 under TCG (the read-only
+    // scratch mount fails 029; no keyctl skips 440), its diff trimmed.
     const XUNIT: &str = include_str!("../../tests/fixtures/xfstests/result.xml");
 
     #[test]
@@ -271,11 +273,26 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("generic/008", Res::Pass, 43.0),
-                ("generic/009", Res::Pass, 80.0),
-                ("generic/012", Res::Pass, 17.0),
+                ("generic/029", Res::Fail, 56.0),
+                ("generic/249", Res::Pass, 42.0),
+                ("generic/440", Res::Skip, 46.0),
             ]
         );
+        assert!(
+            c[0].message.starts_with("- output mismatch (see /root/"),
+            "{}",
+            c[0].message
+        );
+        assert!(
+            c[0].output.starts_with("--- system-err ---\n"),
+            "{}",
+            c[0].output
+        );
+        assert!(c[0]
+            .output
+            .contains("+/tmp/xfstests-scratch/testfile: Read-only file system"));
+        assert!(c[1].message.is_empty() && c[1].output.is_empty());
+        assert_eq!(c[2].message, "keyctl utility required, skipped this test");
     }
 
     #[test]
