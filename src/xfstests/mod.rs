@@ -407,78 +407,94 @@ pub fn run(
     };
     let mut boots = Vec::new();
 
-    // The baseline first: what the series' failures are compared with.
+    // The baseline's results: cached ones now, the others from a boot of
+    // the base kernel that runs beside the series' boot.
     let mut base_res: BTreeMap<String, (Res, bool)> = BTreeMap::new();
-    let mut base_info = None;
-    if let Some((bk, commit)) = base {
-        let store = baseline::Cache::new(cache);
-        let config = config_hash(bk)?;
-        let key = |t: &str| Key {
+    let config = base.map(|(bk, _)| config_hash(bk)).transpose()?;
+    let store = baseline::Cache::new(cache);
+    let key = |t: &str| -> Option<Key> {
+        let (_, commit) = base?;
+        Some(Key {
             base: commit.to_string(),
-            config: config.clone(),
+            config: config.clone()?,
             fs: opts.fs.clone(),
             mkfs_options: opts.mkfs_options.clone(),
             mount_options: opts.mount_options.clone(),
             xfstests: inst.version.clone(),
             test: t.to_string(),
             test_hash: install::test_hash(&inst.dir, t),
-        };
-        let mut todo = Vec::new();
+        })
+    };
+    let mut todo = Vec::new();
+    if base.is_some() {
         for t in &tests {
-            match store.get(&key(t)) {
+            match key(t).and_then(|k| store.get(&k)) {
                 Some(e) => {
                     base_res.insert(t.clone(), (e.result, true));
                 }
                 None => todo.push(t.clone()),
             }
         }
-        let cached = base_res.len();
-        if cached > 0 {
+        if !base_res.is_empty() {
             eprintln!(
-                "zcsplice: baseline: {cached} result(s) cached in {}",
+                "zcsplice: baseline: {} result(s) cached in {}",
+                base_res.len(),
                 store.dir.display()
             );
         }
-        if !todo.is_empty() {
-            let (cases, b) = boot(&ctx, "baseline", bk, &todo, &[], logs)?;
-            // A kernel report outside the tests, a crash or a timeout:
-            // keep these results out of the cache.
-            let trusted =
-                b.kernel_reports.is_empty() && matches!(b.verdict, Verdict::Pass | Verdict::Fail);
-            if !trusted {
-                eprintln!(
-                    "zcsplice: baseline: {} ({} kernel report(s) outside the tests); \
-                     its results are not cached",
-                    b.verdict.as_str(),
-                    b.kernel_reports.len()
-                );
-            }
-            for t in &todo {
-                let first = cases.iter().find(|c| &c.name == t);
-                let r = first.map_or(Res::Incomplete, |c| c.result);
-                if trusted {
-                    store.put(&baseline::Entry {
-                        key: key(t),
-                        result: r,
-                        seconds: first.map_or(0.0, |c| c.seconds),
-                        message: first.map(|c| c.message.clone()).unwrap_or_default(),
-                        logs: b.logs.display().to_string(),
-                    })?;
-                }
-                base_res.insert(t.clone(), (r, false));
-            }
-            boots.push(b);
-        }
-        base_info = Some(BaselineInfo {
-            commit: commit.to_string(),
-            kernel: bk.release.clone(),
-            cached,
-            ran: tests.len() - cached,
-            results: base_res.iter().map(|(t, (r, _))| (t.clone(), *r)).collect(),
-        });
     }
+    let cached = base_res.len();
 
-    let (cases, b) = boot(&ctx, "series", series, &tests, &[], logs)?;
+    // Two guests at once: under TCG each keeps about one host CPU busy.
+    let (base_boot, series_boot) = std::thread::scope(|s| {
+        let bh = match base {
+            Some((bk, _)) if !todo.is_empty() => {
+                let (ctx, todo) = (&ctx, &todo);
+                Some(s.spawn(move || boot(ctx, "baseline", bk, todo, &[], logs)))
+            }
+            _ => None,
+        };
+        let sr = boot(&ctx, "series", series, &tests, &[], logs);
+        let br = bh.map(|h| h.join().expect("the baseline boot's thread panicked"));
+        (br.transpose(), sr)
+    });
+    if let Some((cases, b)) = base_boot? {
+        // A kernel report outside the tests, a crash or a timeout: keep
+        // these results out of the cache.
+        let trusted =
+            b.kernel_reports.is_empty() && matches!(b.verdict, Verdict::Pass | Verdict::Fail);
+        if !trusted {
+            eprintln!(
+                "zcsplice: baseline: {} ({} kernel report(s) outside the tests); \
+                 its results are not cached",
+                b.verdict.as_str(),
+                b.kernel_reports.len()
+            );
+        }
+        for t in &todo {
+            let first = cases.iter().find(|c| &c.name == t);
+            let r = first.map_or(Res::Incomplete, |c| c.result);
+            if let (true, Some(k)) = (trusted, key(t)) {
+                store.put(&baseline::Entry {
+                    key: k,
+                    result: r,
+                    seconds: first.map_or(0.0, |c| c.seconds),
+                    message: first.map(|c| c.message.clone()).unwrap_or_default(),
+                    logs: b.logs.display().to_string(),
+                })?;
+            }
+            base_res.insert(t.clone(), (r, false));
+        }
+        boots.push(b);
+    }
+    let base_info = base.map(|(bk, commit)| BaselineInfo {
+        commit: commit.to_string(),
+        kernel: bk.release.clone(),
+        cached,
+        ran: tests.len() - cached,
+        results: base_res.iter().map(|(t, (r, _))| (t.clone(), *r)).collect(),
+    });
+    let (cases, b) = series_boot?;
     boots.push(b);
     let first = |t: &str| cases.iter().find(|c| c.name == t).cloned();
 
