@@ -31,9 +31,9 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn missing_debs() -> Vec<&'static str> {
-    DEBIAN
-        .iter()
+/// The Debian packages of `pkgs` that dpkg does not have installed.
+pub fn missing_debs<'a>(pkgs: &[&'a str]) -> Vec<&'a str> {
+    pkgs.iter()
         .copied()
         .filter(|p| {
             !duct::cmd!("dpkg-query", "-W", "-f=${Status}", p)
@@ -71,7 +71,7 @@ pub fn apt_install(pkgs: &[&str]) -> Result<()> {
 
 /// Installs missing Debian packages and virtme-ng; says what it does.
 pub fn ensure() -> Result<()> {
-    let missing = missing_debs();
+    let missing = missing_debs(DEBIAN);
     if !missing.is_empty() {
         apt_install(&missing)?;
     }

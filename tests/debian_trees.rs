@@ -94,10 +94,7 @@ fn cycle(series_name: &str, version: &str) -> Vec<String> {
     // Numbered like git format-patch: 00/11 once there are ten or more.
     let n = patches.len();
     let width = n.to_string().len();
-    assert!(
-        cover.contains(&format!(" {:0width$}/{n}] ", 0)),
-        "{cover}"
-    );
+    assert!(cover.contains(&format!(" {:0width$}/{n}] ", 0)), "{cover}");
 
     // The testing patches (never sent) come after the series.
     let testing = patch_files(&out.join("testing"));

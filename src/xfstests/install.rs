@@ -99,17 +99,7 @@ fn version(dir: &Path) -> Result<String> {
 
 /// Installs the host packages xfstests needs in the guest, if missing.
 pub fn host_deps() -> Result<()> {
-    let missing: Vec<&str> = HOST_PACKAGES
-        .iter()
-        .copied()
-        .filter(|p| {
-            !duct::cmd!("dpkg-query", "-W", "-f=${Status}", p)
-                .stderr_null()
-                .read()
-                .map(|s| s.contains("ok installed"))
-                .unwrap_or(false)
-        })
-        .collect();
+    let missing = crate::deps::missing_debs(HOST_PACKAGES);
     if missing.is_empty() {
         return Ok(());
     }
