@@ -591,4 +591,71 @@ mod tests {
         assert!(!c.contains("MOUNT_OPTIONS"));
         assert!(local_config("ext4", Path::new("/r"), "$(reboot)", "").is_err());
     }
+
+    /// A repository with `master` at the base and `zcsplice/1` one commit
+    /// above it; returns the two commits.
+    fn series_repo(dir: &Path) -> (git2::Oid, git2::Oid) {
+        let repo = git2::Repository::init(dir).unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let base = repo
+            .commit(Some("refs/heads/master"), &sig, &sig, "base", &tree, &[])
+            .unwrap();
+        let parent = repo.find_commit(base).unwrap();
+        let tip = repo
+            .commit(
+                Some("refs/heads/zcsplice/1"),
+                &sig,
+                &sig,
+                "patch",
+                &tree,
+                &[&parent],
+            )
+            .unwrap();
+        repo.set_head("refs/heads/zcsplice/1").unwrap();
+        (base, tip)
+    }
+
+    #[test]
+    fn the_base_is_the_recorded_commit_named_by_a_branch_if_one_points_there() {
+        let d = tempfile::tempdir().unwrap();
+        let (base, _) = series_repo(d.path());
+        let err = base_of(d.path(), None).unwrap_err().to_string();
+        assert!(
+            err.contains("branch zcsplice/1 has no recorded base"),
+            "{err}"
+        );
+        let repo = git2::Repository::open(d.path()).unwrap();
+        repo.config()
+            .unwrap()
+            .set_str("branch.zcsplice/1.zcspliceBase", &base.to_string())
+            .unwrap();
+        // master is at the base: build it there, reusing its build directory.
+        assert_eq!(
+            base_of(d.path(), None).unwrap(),
+            (base.to_string(), "master".to_string())
+        );
+        assert_eq!(base_of(d.path(), Some("zcsplice/1")).unwrap().1, "master");
+        // No branch at the base: the commit itself.
+        repo.find_branch("master", git2::BranchType::Local)
+            .unwrap()
+            .delete()
+            .unwrap();
+        assert_eq!(
+            base_of(d.path(), None).unwrap(),
+            (base.to_string(), base.to_string())
+        );
+        // A branch that is its own base carries no series.
+        repo.config()
+            .unwrap()
+            .set_str(
+                "branch.zcsplice/1.zcspliceBase",
+                &repo.head().unwrap().target().unwrap().to_string(),
+            )
+            .unwrap();
+        let err = base_of(d.path(), None).unwrap_err().to_string();
+        assert!(err.contains("is its own base"), "{err}");
+    }
 }
