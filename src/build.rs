@@ -33,6 +33,16 @@ pub struct Built {
     pub objects: usize,
 }
 
+impl Built {
+    /// The kernel's release string (`uname -r` in the guest).
+    pub fn release(&self) -> String {
+        std::fs::read_to_string(self.outdir.join("include/config/kernel.release"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+}
+
 /// A build that failed in the compiler or linker (not in zcsplice).
 #[derive(Debug)]
 pub struct BuildFailed {

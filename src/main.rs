@@ -90,15 +90,8 @@ enum Cmd {
     Run {
         #[command(flatten)]
         build: BuildArgs,
-        /// Guest test to run (vm/tests/NAME.c); repeatable [default: all but selftest-*].
-        #[arg(long = "test", value_name = "NAME")]
-        tests: Vec<String>,
-        /// Hard limit for the whole VM run, in seconds.
-        #[arg(long, default_value_t = 900)]
-        timeout: u64,
-        /// Guest memory (qemu -m).
-        #[arg(long, default_value = "2G")]
-        memory: String,
+        #[command(flatten)]
+        guest: GuestArgs,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -211,6 +204,13 @@ struct BuildArgs {
     /// built from a worktree in the cache.
     #[arg(long)]
     branch: Option<String>,
+    #[command(flatten)]
+    kernel: KernelArgs,
+}
+
+/// How a kernel is configured and built, whichever tree and branch.
+#[derive(Args, Clone, Default)]
+struct KernelArgs {
     /// Extra config fragment, applied after vm/config/*.config; repeatable.
     #[arg(long = "config-fragment", value_name = "FILE")]
     fragments: Vec<PathBuf>,
@@ -220,6 +220,20 @@ struct BuildArgs {
     /// Parallel make jobs [default: number of CPUs].
     #[arg(long)]
     jobs: Option<usize>,
+}
+
+/// The guest tests of a boot (`run`).
+#[derive(Args)]
+struct GuestArgs {
+    /// Guest test to run (vm/tests/NAME.c); repeatable [default: all but selftest-*].
+    #[arg(long = "test", value_name = "NAME")]
+    tests: Vec<String>,
+    /// Hard limit for the whole VM run, in seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Guest memory (qemu -m).
+    #[arg(long, default_value = "2G")]
+    memory: String,
 }
 
 #[derive(Args)]
@@ -363,7 +377,8 @@ fn print_facts(p: &probe::Probed) {
     }
 }
 
-fn write_out(out: &Path, r: &render::Rendered, p: &probe::Probed) -> Result<()> {
+/// Writes the emails and probe.json to `out`; returns the emails' paths.
+fn write_out(out: &Path, r: &render::Rendered, p: &probe::Probed) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     // Stale patches from an earlier render would be picked up by `git am DIR/*.patch`.
     for dir in [out.to_path_buf(), out.join("testing")] {
@@ -386,23 +401,72 @@ fn write_out(out: &Path, r: &render::Rendered, p: &probe::Probed) -> Result<()> 
     if !r.testing.is_empty() {
         std::fs::create_dir_all(out.join("testing"))?;
     }
+    let mut written = Vec::new();
     for (name, text) in r.files() {
         std::fs::write(out.join(&name), text)?;
-        println!("{}", out.join(&name).display());
+        written.push(out.join(&name));
     }
     std::fs::write(
         out.join("probe.json"),
         serde_json::to_string_pretty(p)? + "\n",
     )?;
-    Ok(())
+    Ok(written)
+}
+
+/// Renders into memory only (the user's object store is not touched) and
+/// writes the result to `out`.
+fn render_to(cli: &Cli, tree: &TreeArgs, out: &Path) -> Result<(render::Rendered, Vec<PathBuf>)> {
+    let (series, t, p) = load(cli, tree)?;
+    let _mempack = t.repo.odb()?.add_new_mempack_backend(1000)?;
+    let r = render::render(&series, &t, &p).map_err(untestable)?;
+    let written = write_out(out, &r, &p)?;
+    Ok((r, written))
+}
+
+/// What `apply` did.
+struct Applied {
+    branch: String,
+    rendered: render::Rendered,
+    outcome: apply::Outcome,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (branch, n, tip) = (&self.branch, self.rendered.count(), self.rendered.tip());
+        match self.outcome {
+            apply::Outcome::UpToDate => write!(f, "{branch} is up to date ({n} patches, {tip})"),
+            apply::Outcome::Created => write!(f, "{branch}: {n} patches applied, at {tip}"),
+            apply::Outcome::Rebuilt { old } => {
+                write!(
+                    f,
+                    "{branch}: rebuilt with {n} patches, at {tip} (was {old})"
+                )
+            }
+        }
+    }
+}
+
+/// Renders and commits the series as `branch` [default: zcsplice/<version>],
+/// checked out; apply::apply keeps the user's work safe.
+fn do_apply(cli: &Cli, tree: &TreeArgs, branch: Option<&str>, force: bool) -> Result<Applied> {
+    let (series, t, p) = load(cli, tree)?;
+    let r = render::render(&series, &t, &p).map_err(untestable)?;
+    let branch = branch.map_or_else(|| format!("zcsplice/{}", p.version), str::to_string);
+    let outcome = apply::apply(&t, &r, &branch, force).map_err(untestable)?;
+    Ok(Applied {
+        branch,
+        rendered: r,
+        outcome,
+    })
 }
 
 fn build_opts(b: &BuildArgs) -> build::BuildOpts {
     build::BuildOpts {
         branch: b.branch.clone(),
-        fragments: b.fragments.clone(),
-        kasan: b.kasan,
+        fragments: b.kernel.fragments.clone(),
+        kasan: b.kernel.kasan,
         jobs: b
+            .kernel
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
     }
@@ -447,29 +511,46 @@ fn do_run(
     Ok(report.verdict.exit_code())
 }
 
+/// Names a log directory by the time it was made.
+fn stamp() -> String {
+    chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
 /// A new log directory for a boot of `built`: <cache>/runs/<tree>/<branch>/<time>.
 fn run_logs(cache: &Path, built: &build::Built) -> PathBuf {
-    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S").to_string();
     let rel = built
         .outdir
         .strip_prefix(cache.join("build"))
         .unwrap_or(&built.outdir);
-    cache.join("runs").join(rel).join(stamp)
+    cache.join("runs").join(rel).join(stamp())
+}
+
+fn run_opts(g: &GuestArgs, fault: Option<String>) -> run::RunOpts {
+    run::RunOpts {
+        tests: g.tests.clone(),
+        vm: run::VmOpts {
+            timeout: std::time::Duration::from_secs(g.timeout),
+            memory: g.memory.clone(),
+            cpus: 2,
+        },
+        fault,
+    }
 }
 
 fn build_and_run(cli: &Cli, b: &BuildArgs, opts: &run::RunOpts) -> Result<run::Report> {
     let built = do_build(cli, b)?;
+    run_built(cli, &built, opts)
+}
+
+/// Boots a built kernel and runs the guest tests.
+fn run_built(cli: &Cli, built: &build::Built, opts: &run::RunOpts) -> Result<run::Report> {
     let cache = cache_dir(cli)?;
-    let release = std::fs::read_to_string(built.outdir.join("include/config/kernel.release"))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let logs = run_logs(&cache, &built);
+    let logs = run_logs(&cache, built);
     run::run(
         &series_dir(cli),
         &cache,
         &built.image,
-        &release,
+        &built.release(),
         &logs,
         opts,
     )
@@ -518,14 +599,26 @@ fn kernel_of(built: &build::Built) -> xfstests::Kernel {
     xfstests::Kernel {
         image: built.image.clone(),
         config: built.outdir.join(".config"),
-        release: std::fs::read_to_string(built.outdir.join("include/config/kernel.release"))
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        release: built.release(),
     }
 }
 
 fn do_xfstests(cli: &Cli, x: &XfstestsArgs) -> Result<u8> {
+    let report = xfstests_report(cli, x)?;
+    if x.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", xfstests::table(&report));
+    }
+    if let Some(j) = &x.junit {
+        std::fs::write(j, xfstests::junit(&report)?)
+            .with_context(|| format!("cannot write {}", j.display()))?;
+    }
+    Ok(report.exit_code())
+}
+
+/// Builds what is needed and runs xfstests; saves report.json in its logs.
+fn xfstests_report(cli: &Cli, x: &XfstestsArgs) -> Result<xfstests::Report> {
     let project = series_dir(cli);
     let cache = cache_dir(cli)?;
     let env = std::env::var_os("XFSTESTS_DIR").filter(|v| !v.is_empty());
@@ -548,9 +641,7 @@ fn do_xfstests(cli: &Cli, x: &XfstestsArgs) -> Result<u8> {
             &BuildArgs {
                 tree: b.tree.clone(),
                 branch: Some(rev.clone()),
-                fragments: b.fragments.clone(),
-                kasan: b.kasan,
-                jobs: b.jobs,
+                kernel: b.kernel.clone(),
             },
         )?),
         None => None,
@@ -587,16 +678,7 @@ fn do_xfstests(cli: &Cli, x: &XfstestsArgs) -> Result<u8> {
         logs.join("report.json"),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
-    if x.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", xfstests::table(&report));
-    }
-    if let Some(j) = &x.junit {
-        std::fs::write(j, xfstests::junit(&report)?)
-            .with_context(|| format!("cannot write {}", j.display()))?;
-    }
-    Ok(report.exit_code())
+    Ok(report)
 }
 
 fn run(cli: &Cli) -> Result<u8> {
@@ -619,11 +701,10 @@ fn run(cli: &Cli) -> Result<u8> {
             }
         }
         Cmd::Render { tree, out } => {
-            let (series, t, p) = load(cli, tree)?;
-            // Render into memory only: the user's object store is not touched.
-            let _mempack = t.repo.odb()?.add_new_mempack_backend(1000)?;
-            let r = render::render(&series, &t, &p).map_err(untestable)?;
-            write_out(out, &r, &p)?;
+            let (r, written) = render_to(cli, tree, out)?;
+            for f in written {
+                println!("{}", f.display());
+            }
             for x in &r.excluded {
                 eprintln!("zcsplice: left out \"{}\": {}", x.subject, x.reason);
             }
@@ -632,50 +713,19 @@ fn run(cli: &Cli) -> Result<u8> {
             tree,
             branch,
             force,
-        } => {
-            let (series, t, p) = load(cli, tree)?;
-            let r = render::render(&series, &t, &p).map_err(untestable)?;
-            let branch = branch
-                .clone()
-                .unwrap_or_else(|| format!("zcsplice/{}", p.version));
-            let outcome = apply::apply(&t, &r, &branch, *force).map_err(untestable)?;
-            let n = match r.testing.len() {
-                0 => r.patches.len().to_string(),
-                t => format!("{} + {t} testing", r.patches.len()),
-            };
-            let tip = r.tip();
-            match outcome {
-                apply::Outcome::UpToDate => {
-                    println!("{branch} is up to date ({n} patches, {tip})")
-                }
-                apply::Outcome::Created => println!("{branch}: {n} patches applied, at {tip}"),
-                apply::Outcome::Rebuilt { old } => {
-                    println!("{branch}: rebuilt with {n} patches, at {tip} (was {old})")
-                }
-            }
-        }
+        } => println!("{}", do_apply(cli, tree, branch.as_deref(), *force)?),
         Cmd::Build(b) => {
             let built = do_build(cli, b)?;
             println!("{}", built.image.display());
         }
         Cmd::Run {
             build,
-            tests,
-            timeout,
-            memory,
+            guest,
             json,
             junit,
             fault,
         } => {
-            let opts = run::RunOpts {
-                tests: tests.clone(),
-                vm: run::VmOpts {
-                    timeout: std::time::Duration::from_secs(*timeout),
-                    memory: memory.clone(),
-                    cpus: 2,
-                },
-                fault: fault.clone(),
-            };
+            let opts = run_opts(guest, fault.clone());
             return do_run(cli, build, &opts, *json, junit.as_deref());
         }
         Cmd::Bench {
@@ -730,21 +780,17 @@ fn run(cli: &Cli) -> Result<u8> {
                 tree: tree.clone(),
                 base: None,
             };
-            let (series, t, p) = load(cli, &targs)?;
-            let r = render::render(&series, &t, &p).map_err(untestable)?;
-            let branch = format!("zcsplice/{}", p.version);
-            apply::apply(&t, &r, &branch, false).map_err(untestable)?;
+            let a = do_apply(cli, &targs, None, false)?;
             eprintln!(
-                "zcsplice: {branch}: {} patches applied at {}",
-                r.patches.len(),
-                r.tip()
+                "zcsplice: {}: {} patches applied at {}",
+                a.branch,
+                a.rendered.patches.len(),
+                a.rendered.tip()
             );
             let b = BuildArgs {
                 tree,
-                branch: Some(branch),
-                fragments: vec![],
-                kasan: false,
-                jobs: None,
+                branch: Some(a.branch),
+                kernel: KernelArgs::default(),
             };
             let opts = run::RunOpts {
                 tests: vec![],

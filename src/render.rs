@@ -47,6 +47,14 @@ impl Rendered {
             .map_or(self.base, |p| p.commit)
     }
 
+    /// How many patches: "2", or "2 + 1 testing".
+    pub fn count(&self) -> String {
+        match self.testing.len() {
+            0 => self.patches.len().to_string(),
+            t => format!("{} + {t} testing", self.patches.len()),
+        }
+    }
+
     /// `NNNN-<slug>.patch` file names, cover letter first.
     pub fn files(&self) -> Vec<(String, &str)> {
         let mut out = vec![("0000-cover-letter.patch".to_string(), self.cover.as_str())];
