@@ -10,6 +10,7 @@ mod disks;
 mod edit;
 mod import;
 mod kconfig;
+mod matrix;
 mod probe;
 mod render;
 mod run;
@@ -21,6 +22,7 @@ mod xfstests;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -182,6 +184,15 @@ enum Cmd {
     /// regressions only tests that pass there and fail with the series
     /// (after retries). Default tests: vm/xfstests/zcsplice-smoke.
     Xfstests(XfstestsArgs),
+    /// The series through every stage on several trees, one row per tree.
+    ///
+    /// The stages: probe, render, apply, build, run (the guest tests) and,
+    /// with --until xfstests, `xfstests --baseline`; each as its own command
+    /// does it. A row stops at its first failing stage (the later ones are
+    /// not run) and the next tree runs all the same. Logs per tree in
+    /// <cache>/runs/matrix/<time>/<n>-<tree>. Exit 0 when every row passed
+    /// every stage it ran, else 1.
+    Matrix(MatrixArgs),
     /// Install what the kernel loop needs (Debian packages, virtme-ng).
     Setup,
     /// The whole job on a fresh machine: install, import Debian's 6.12,
@@ -278,6 +289,35 @@ struct XfstestsArgs {
     /// Also write JUnit XML here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct MatrixArgs {
+    /// Kernel tree (a git repository); repeatable: one row each, in this order.
+    #[arg(long = "tree", value_name = "PATH", required = true)]
+    trees: Vec<PathBuf>,
+    /// The last stage to run; xfstests runs `zcsplice xfstests --baseline`
+    /// (the default list unless --xfstests-test).
+    #[arg(long, value_enum, default_value_t = matrix::Stage::Run)]
+    until: matrix::Stage,
+    /// Rebuild a zcsplice branch that exists and differs (as `apply --force`).
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    kernel: KernelArgs,
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// With --until xfstests: a built xfstests tree [default: $XFSTESTS_DIR,
+    /// else /var/lib/xfstests].
+    #[arg(long, value_name = "DIR")]
+    xfstests: Option<PathBuf>,
+    /// With --until xfstests: this test instead of the default list; repeatable.
+    #[arg(long = "xfstests-test", value_name = "TEST")]
+    xfstests_tests: Vec<String>,
+    /// Print the rows as JSON: [{"tree", "version", "passed", "logs",
+    /// "stages": [{"name", "status", "detail", "log"}]}].
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -617,6 +657,16 @@ fn do_xfstests(cli: &Cli, x: &XfstestsArgs) -> Result<u8> {
     Ok(report.exit_code())
 }
 
+/// The arguments of `zcsplice xfstests --baseline --tree T`, its defaults
+/// from its own declaration.
+fn xfstests_baseline_args(tree: &Path) -> Result<XfstestsArgs> {
+    use clap::FromArgMatches;
+    let cmd = XfstestsArgs::augment_args(clap::Command::new("xfstests"));
+    let args = ["xfstests", "--baseline", "--tree"].map(OsStr::new);
+    let m = cmd.try_get_matches_from(args.into_iter().chain([tree.as_os_str()]))?;
+    Ok(XfstestsArgs::from_arg_matches(&m)?)
+}
+
 /// Builds what is needed and runs xfstests; saves report.json in its logs.
 fn xfstests_report(cli: &Cli, x: &XfstestsArgs) -> Result<xfstests::Report> {
     let project = series_dir(cli);
@@ -679,6 +729,96 @@ fn xfstests_report(cli: &Cli, x: &XfstestsArgs) -> Result<xfstests::Report> {
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
     Ok(report)
+}
+
+/// One row per tree, each stage through the function its own command uses.
+fn do_matrix(cli: &Cli, m: &MatrixArgs) -> Result<u8> {
+    use matrix::{Outcome, Stage};
+    if m.until != Stage::Xfstests && (m.xfstests.is_some() || !m.xfstests_tests.is_empty()) {
+        let e = anyhow!("--xfstests and --xfstests-test need --until xfstests");
+        return Err(Exit(2, e).into());
+    }
+    let dir = cache_dir(cli)?.join("runs/matrix").join(stamp());
+    let stages = Stage::until(m.until);
+    let opts = run_opts(&m.guest, None);
+    let mut rows = Vec::new();
+    for (i, tree) in m.trees.iter().enumerate() {
+        let name = tree
+            .file_name()
+            .unwrap_or(tree.as_os_str())
+            .to_string_lossy();
+        let logs = dir.join(format!("{}-{}", i + 1, tree::sanitize(&name)));
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let targs = TreeArgs {
+            tree: tree.clone(),
+            base: None,
+        };
+        let build = |branch: String| BuildArgs {
+            tree: tree.clone(),
+            branch: Some(branch),
+            kernel: m.kernel.clone(),
+        };
+        // What later stages take from earlier ones.
+        let (mut branch, mut built) = (String::new(), None);
+        let row = matrix::row(tree, &logs, &stages, |stage| {
+            eprintln!(
+                "zcsplice: matrix [{}/{}] {}: {}",
+                i + 1,
+                m.trees.len(),
+                tree.display(),
+                stage.as_str()
+            );
+            Ok(match stage {
+                Stage::Probe => {
+                    let (_, _, p) = load(cli, &targs)?;
+                    let f = logs.join("probe.json");
+                    std::fs::write(&f, serde_json::to_string_pretty(&p)? + "\n")?;
+                    Outcome::pass(p.version, Some(f))
+                }
+                Stage::Render => {
+                    let out = logs.join("render");
+                    let (r, _) = render_to(cli, &targs, &out)?;
+                    Outcome::pass(matrix::render_detail(&r), Some(out))
+                }
+                Stage::Apply => {
+                    let a = do_apply(cli, &targs, None, m.force)?;
+                    let done = match a.outcome {
+                        apply::Outcome::UpToDate => "up to date",
+                        apply::Outcome::Created => "created",
+                        apply::Outcome::Rebuilt { .. } => "rebuilt",
+                    };
+                    let tip = a.rendered.tip().to_string();
+                    branch = a.branch;
+                    Outcome::pass(format!("{branch} at {}, {done}", &tip[..12]), None)
+                }
+                Stage::Build => {
+                    let b = do_build(cli, &build(branch.clone()))?;
+                    let out = Outcome::pass(b.release(), Some(b.log.clone()));
+                    built = Some(b);
+                    out
+                }
+                Stage::Run => {
+                    let b = built.as_ref().expect("build runs before run");
+                    matrix::run_outcome(&run_built(cli, b, &opts)?)
+                }
+                Stage::Xfstests => {
+                    let mut x = xfstests_baseline_args(tree)?;
+                    x.build = build(branch.clone());
+                    x.xfstests = m.xfstests.clone();
+                    x.tests = m.xfstests_tests.clone();
+                    matrix::xfstests_outcome(&xfstests_report(cli, &x)?)
+                }
+            })
+        });
+        rows.push(row);
+    }
+    if m.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", matrix::table(&rows));
+    }
+    Ok(u8::from(!rows.iter().all(|r| r.passed)))
 }
 
 fn run(cli: &Cli) -> Result<u8> {
@@ -770,6 +910,7 @@ fn run(cli: &Cli) -> Result<u8> {
             json,
         } => return do_controls(cli, build, faults, *timeout, *json),
         Cmd::Xfstests(x) => return do_xfstests(cli, x),
+        Cmd::Matrix(m) => return do_matrix(cli, m),
         Cmd::Setup => deps::ensure()?,
         Cmd::Demo { debian, timeout } => {
             deps::ensure()?;
