@@ -389,3 +389,149 @@ fn probe_without_any_file_is_an_error() {
         "{err}"
     );
 }
+
+/// A matrix row's stages as "name:status".
+fn stages(row: &serde_json::Value) -> Vec<String> {
+    row["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["name"].as_str().unwrap(),
+                c["status"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn matrix_goes_on_past_trees_that_fail() {
+    let d = tempfile::tempdir().unwrap();
+    // Render fails: the anchor of 0003 is gone.
+    let bad = toy_tree(&d.path().join("bad"), true);
+    std::fs::write(
+        bad.join("mm/filemap.c"),
+        FILEMAP.replace("return 0", "return 2"),
+    )
+    .unwrap();
+    git(&bad, &["commit", "-qam", "no anchor"]);
+    let good = toy_tree(&d.path().join("good"), false);
+    // Apply fails: a dirty tree is refused and left as it was.
+    let dirty = toy_tree(&d.path().join("dirty"), true);
+    std::fs::write(dirty.join("mm/filemap.c"), "local change\n").unwrap();
+    let dirty_before = repo_state(&dirty);
+    let mut args = vec!["matrix", "--until", "apply"];
+    for t in [&bad, &good, &dirty] {
+        args.extend(["--tree", t.to_str().unwrap()]);
+    }
+
+    let o = zcsplice(&[&args[..], &["--json"]].concat(), &fixture(), d.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{v:#}");
+    assert_eq!(
+        stages(&rows[0]),
+        ["probe:pass", "render:fail", "apply:not-run"]
+    );
+    assert_eq!(rows[0]["version"], "6.12.3");
+    let render = &rows[0]["stages"][1];
+    let detail = render["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("patches/0003-use-helper.yaml:7: patch")
+            && detail.ends_with("anchor not found; closest match at line 11"),
+        "{detail}"
+    );
+    let full = std::fs::read_to_string(render["log"].as_str().unwrap()).unwrap();
+    assert!(full.contains("  anchor:\n    | \treturn 0;\n"), "{full}");
+
+    // The tree after the failing one still went through every stage.
+    assert_eq!(
+        stages(&rows[1]),
+        ["probe:pass", "render:pass", "apply:pass"]
+    );
+    assert_eq!(rows[1]["passed"], true);
+    assert_eq!(rows[1]["stages"][1]["detail"], "3 patches");
+    let tip = git(&good, &["rev-parse", "HEAD"]);
+    assert_eq!(
+        rows[1]["stages"][2]["detail"],
+        format!("zcsplice/6.12.3 at {}, created", &tip[..12])
+    );
+    assert_eq!(
+        git(&good, &["symbolic-ref", "HEAD"]),
+        "refs/heads/zcsplice/6.12.3"
+    );
+    let rendered = Path::new(rows[1]["stages"][1]["log"].as_str().unwrap());
+    assert_eq!(patch_files(rendered).len(), 3);
+    assert!(Path::new(rows[1]["logs"].as_str().unwrap()).ends_with("2-linux"));
+
+    assert_eq!(
+        stages(&rows[2]),
+        ["probe:pass", "render:pass", "apply:fail"]
+    );
+    let detail = rows[2]["stages"][2]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("uncommitted changes (1 files: mm/filemap.c)"),
+        "{detail}"
+    );
+    assert_eq!(repo_state(&dirty), dirty_before);
+
+    // The table: the good tree is up to date now, the others fail as before.
+    let o = zcsplice(&args, &fixture(), d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("TREE ") && lines[0].contains("  PROBE  "),
+        "{out}"
+    );
+    assert!(lines[1].contains("  FAIL  ") && lines[1].contains("not run"));
+    assert!(lines[2].contains(&format!(
+        "pass zcsplice/6.12.3 at {}, up to date",
+        &tip[..12]
+    )));
+    assert!(
+        out.contains(&format!(
+            "\n{}: render failed: patches/0003-use-helper.yaml:7:",
+            bad.display()
+        )),
+        "{out}"
+    );
+    assert!(out.ends_with("\n1 of 3 trees passed\n"), "{out}");
+
+    // Every row passed: exit 0.
+    ok(&zcsplice(
+        &[
+            "matrix",
+            "--until",
+            "apply",
+            "--tree",
+            good.to_str().unwrap(),
+        ],
+        &fixture(),
+        d.path(),
+    ));
+}
+
+#[test]
+fn matrix_xfstests_options_need_until_xfstests() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let o = zcsplice(
+        &[
+            "matrix",
+            "--tree",
+            t.to_str().unwrap(),
+            "--xfstests-test",
+            "generic/001",
+        ],
+        &fixture(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("need --until xfstests"));
+    assert!(!d.path().join("runs").exists(), "nothing may run");
+}
