@@ -34,6 +34,13 @@
  *   after umount/mount. On tmpfs, O_DIRECT writes are
  *   buffered (generic_perform_write()), so pages may be moved there: the
  *   data is checked and the moves reported.
+ * - ENOSPC on ext4: appends from a pipe into a filesystem with room for
+ *   about 16 pages of 64 must stop with ENOSPC, what was written must read
+ *   back, and once space is freed the rest of the pipe must complete the
+ *   file byte for byte: a page refused for lack of space goes back to the
+ *   pipe as it was (moved appends reserve their blocks before the page is
+ *   visible, and must undo that on failure; a leaked reservation shows as
+ *   a kernel warning when the filesystem is unmounted).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,6 +52,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -984,6 +992,109 @@ static void run_on(const char *dir, int can_punch)
 	truncate_case(dir, can_punch);
 }
 
+#define ENOSPC_PAGES 64
+
+/*
+ * Fills the filesystem of dir with a file of unwritten extents, then gives
+ * back room for about 16 pages. Returns the filler's fd, or -1.
+ */
+static int fill_but_16_pages(const char *filler)
+{
+	off_t off = 0, chunk = 1L << 30;
+	int fd = open(filler, O_CREAT | O_TRUNC | O_RDWR, 0644);
+
+	if (fd < 0)
+		return -1;
+	while (chunk >= PAGE) {
+		if (!fallocate(fd, 0, off, chunk))
+			off += chunk;
+		else if (errno == ENOSPC)
+			chunk /= 2;
+		else
+			goto out;
+	}
+	if (!ftruncate(fd, off > 16 * PAGE ? off - 16 * PAGE : 0) && !fsync(fd))
+		return fd;
+out:
+	close(fd);
+	return -1;
+}
+
+static void enospc_case(const char *dir)
+{
+	static unsigned char want[ENOSPC_PAGES * PAGE], got[ENOSPC_PAGES * PAGE];
+	char path[256], filler[256];
+	long moved = vmstat("splice_move");
+	loff_t off = 0;
+	int p[2], fd, ffd, status, hit = 0;
+	struct statvfs sv;
+	pid_t pid;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/enospc", dir);
+	snprintf(filler, sizeof(filler), "%s/filler", dir);
+	pattern(want, sizeof(want), 9);
+	ffd = fill_but_16_pages(filler);
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+	if (ffd < 0 || fd < 0 || pipe(p)) {
+		fail("ENOSPC setup", path);
+		goto out;
+	}
+	pid = fork();
+	if (pid == 0) {
+		/* An open filler would keep its blocks after the unlink. */
+		close(ffd);
+		close(fd);
+		close(p[0]);
+		_exit(write(p[1], want, sizeof(want)) != sizeof(want));
+	}
+	close(p[1]);
+	while ((n = splice(p[0], NULL, fd, &off, sizeof(want), 0)) > 0)
+		;
+	if (n < 0 && errno == ENOSPC) {
+		hit = 1;
+	} else {
+		statvfs(dir, &sv);
+		printf("FAIL: %s: no ENOSPC with %lu blocks free: %zd at %lld\n",
+		       path, (unsigned long)sv.f_bfree, n, (long long)off);
+		failures++;
+	}
+	if (hit && (pread(fd, got, off, 0) != off || memcmp(got, want, off))) {
+		fail("data before ENOSPC differs", path);
+		hit = 0;
+	}
+	/* Make room: the rest of the pipe must complete the file. */
+	close(ffd);
+	ffd = -1;
+	unlink(filler);
+	sync();
+	if (hit) {
+		printf("%s: ENOSPC after %lld of %zu bytes\n", path,
+		       (long long)off, sizeof(want));
+		if (splice_full(p[0], fd, &off, sizeof(want) - off))
+			fail("splice after freeing space", path);
+		else if (pread(fd, got, sizeof(got), 0) != sizeof(got) ||
+			 memcmp(got, want, sizeof(want)))
+			fail("file differs after ENOSPC and retry", path);
+		else if (drop_caches() || pread(fd, got, sizeof(got), 0) != sizeof(got) ||
+			 memcmp(got, want, sizeof(want)))
+			fail("file differs after drop_caches", path);
+	}
+	/* A writer still blocked on a full pipe gets EPIPE and exits. */
+	close(p[0]);
+	waitpid(pid, &status, 0);
+	if (moved >= 0)
+		printf("%s: ENOSPC case moved %ld pages\n", path,
+		       vmstat("splice_move") - moved);
+out:
+	if (ffd >= 0)
+		close(ffd);
+	if (fd >= 0)
+		close(fd);
+	unlink(filler);
+	unlink(path);
+}
+
 /* run_on() on a new filesystem on its scratch disk. */
 static void run_on_disk(const char *type, int can_punch)
 {
@@ -1003,6 +1114,8 @@ static void run_on_disk(const char *type, int can_punch)
 		return;
 	}
 	run_on(b.mnt, can_punch);
+	if (!strcmp(type, "ext4"))
+		enospc_case(b.mnt);
 	blockfs_teardown(&b);
 }
 
