@@ -922,26 +922,18 @@ fn run(cli: &Cli) -> Result<u8> {
                 base: None,
             };
             let a = do_apply(cli, &targs, None, false)?;
-            eprintln!(
-                "zcsplice: {}: {} patches applied at {}",
-                a.branch,
-                a.rendered.patches.len(),
-                a.rendered.tip()
-            );
+            eprintln!("zcsplice: {a}");
             let b = BuildArgs {
                 tree,
                 branch: Some(a.branch),
                 kernel: KernelArgs::default(),
             };
-            let opts = run::RunOpts {
+            let guest = GuestArgs {
                 tests: vec![],
-                vm: run::VmOpts {
-                    timeout: std::time::Duration::from_secs(*timeout),
-                    memory: "2G".into(),
-                    cpus: 2,
-                },
-                fault: None,
+                timeout: *timeout,
+                memory: "2G".into(),
             };
+            let opts = run_opts(&guest, None);
             return do_run(cli, &b, &opts, false, None);
         }
     }
