@@ -50,7 +50,9 @@ pub fn repo_state(dir: &Path) -> String {
     let head_id = git(dir, &["rev-parse", "HEAD"]);
     let index = git(dir, &["write-tree"]);
     let status = git(dir, &["status", "--porcelain", "--untracked-files=all"]);
-    let diff = git(dir, &["diff"]);
+    // Full ids: the abbreviated ones grow with the object count, which a
+    // background `gc --auto` (after `git am`) may change mid-test.
+    let diff = git(dir, &["diff", "--full-index"]);
     format!("{refs}\nHEAD {head} {head_id}\nindex {index}\n{status}\n{diff}")
 }
 
@@ -68,7 +70,7 @@ pub fn git_am_tree(repo: &Path, base: &str, patches: &[PathBuf], scratch: &Path)
             base,
         ],
     );
-    let mut args = vec!["am", "--quiet"];
+    let mut args = vec!["-c", "gc.auto=0", "am", "--quiet"];
     let names: Vec<String> = patches.iter().map(|p| p.display().to_string()).collect();
     args.extend(names.iter().map(String::as_str));
     git(&wt, &args);
