@@ -240,12 +240,128 @@ fn diff<'r>(repo: &'r Repository, a: &git2::Tree, b: &git2::Tree) -> Result<git2
     Ok(repo.diff_tree_to_tree(Some(a), Some(b), Some(&mut o))?)
 }
 
+/// The `--stat --summary` block `git format-patch` writes under "---",
+/// byte for byte: git's diff.c show_stats() at format-patch's width of 72
+/// columns (and no diff.statNameWidth/statGraphWidth), then the create,
+/// delete and mode-change lines of diff_summary(). The line counts are
+/// libgit2's for the very diff the email prints. libgit2's own
+/// `DiffStats::to_buf` scales the graph its own way: it draws "1 +-" for a
+/// one-line insertion once another file has more changes than fit.
 fn diffstat(d: &git2::Diff) -> Result<String> {
-    let buf = d.stats()?.to_buf(
-        git2::DiffStatsFormat::FULL | git2::DiffStatsFormat::INCLUDE_SUMMARY,
-        72,
-    )?;
-    Ok(buf.as_str().unwrap_or_default().to_string())
+    const WIDTH: usize = 72;
+    let mut files = Vec::new(); // (name, added, deleted)
+    let mut summary = String::new();
+    for i in 0..d.deltas().len() {
+        let patch =
+            git2::Patch::from_diff(d, i)?.ok_or_else(|| anyhow!("no patch for delta {i}"))?;
+        let delta = patch.delta();
+        let (old, new) = (delta.old_file(), delta.new_file());
+        let name = new
+            .path()
+            .or(old.path())
+            .and_then(|p| p.to_str())
+            .unwrap_or_default();
+        // git C-quotes other names and draws "Bin" lines for binary files;
+        // a kernel series has neither, so they are refused, not imitated.
+        if !name
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        {
+            bail!("{name:?}: a path git would quote; the diffstat cannot show it");
+        }
+        if delta.flags().is_binary() {
+            bail!("{name}: a binary file; the diffstat cannot show it");
+        }
+        let (old_mode, new_mode) = (i32::from(old.mode()), i32::from(new.mode()));
+        match delta.status() {
+            git2::Delta::Added => summary += &format!(" create mode {new_mode:06o} {name}\n"),
+            git2::Delta::Deleted => summary += &format!(" delete mode {old_mode:06o} {name}\n"),
+            _ if old_mode != new_mode => {
+                summary += &format!(" mode change {old_mode:06o} => {new_mode:06o} {name}\n")
+            }
+            _ => {}
+        }
+        let (_, added, deleted) = patch.line_stats()?;
+        files.push((name.to_string(), added, deleted));
+    }
+    if files.is_empty() {
+        return Ok(String::new());
+    }
+
+    // Widths: names and graph get what they want if the line fits in WIDTH;
+    // else the graph gets at most 3/8 of it (at least 6 columns) and the
+    // names the rest, or the names all they want and the graph the rest.
+    // Fixed: " " name " | " count " " graph, and one column left empty at
+    // the end: 6 + number_width. (git never goes below 10 + 6 for the two.)
+    let max_len = files.iter().map(|f| f.0.len()).max().unwrap_or(0);
+    let max_change = files.iter().map(|f| f.1 + f.2).max().unwrap_or(0);
+    let number_width = max_change.to_string().len();
+    let width = WIDTH.max(16 + 6 + number_width);
+    let (mut name_width, mut graph_width) = (max_len, max_change);
+    if name_width + number_width + 6 + graph_width > width {
+        let cap = (width * 3 / 8).saturating_sub(number_width + 6);
+        if graph_width > cap {
+            graph_width = cap.max(6);
+        }
+        if name_width > width - number_width - 6 - graph_width {
+            name_width = width - number_width - 6 - graph_width;
+        } else {
+            graph_width = width - number_width - 6 - name_width;
+        }
+    }
+    // At least one column for any change: scale as if one column narrower, add 1.
+    let scale = |n: usize| match n {
+        0 => 0,
+        n => 1 + n * (graph_width - 1) / max_change,
+    };
+
+    let mut out = String::new();
+    for (name, added, deleted) in &files {
+        // A name too long loses its head to "..." and is cut at a '/'.
+        let (prefix, shown, room) = if name.len() > name_width {
+            let room = name_width.saturating_sub(3);
+            let tail = &name[name.len() - room..];
+            ("...", tail.find('/').map_or(tail, |s| &tail[s..]), room)
+        } else {
+            ("", name.as_str(), name_width)
+        };
+        let (mut add, mut del) = (*added, *deleted);
+        if graph_width <= max_change {
+            let mut total = scale(add + del);
+            if total < 2 && add > 0 && del > 0 {
+                total = 2;
+            }
+            if add < del {
+                add = scale(add);
+                del = total - add;
+            } else {
+                del = scale(del);
+                add = total - del;
+            }
+        }
+        let count = added + deleted;
+        out += &format!(
+            " {prefix}{shown:room$} | {count:>number_width$}{}{}{}\n",
+            if count > 0 { " " } else { "" },
+            "+".repeat(add),
+            "-".repeat(del),
+        );
+    }
+
+    let n = files.len();
+    let adds: usize = files.iter().map(|f| f.1).sum();
+    let dels: usize = files.iter().map(|f| f.2).sum();
+    out += &format!(" {n} file{} changed", if n == 1 { "" } else { "s" });
+    // "0 insertions(+)" only when nothing was deleted either, and vice versa.
+    if adds > 0 || dels == 0 {
+        out += &format!(", {adds} insertion{}(+)", if adds == 1 { "" } else { "s" });
+    }
+    if dels > 0 || adds == 0 {
+        out += &format!(", {dels} deletion{}(-)", if dels == 1 { "" } else { "s" });
+    }
+    out.push('\n');
+    out.push_str(&summary);
+    Ok(out)
 }
 
 fn patch_text(d: &git2::Diff) -> Result<String> {

@@ -174,6 +174,90 @@ fn render_apply_and_git_am_agree() {
     assert_eq!(repo_state(&t), state);
 }
 
+/// The text under an email's "---": the diffstat and the summary lines.
+fn stat_block(email: &str) -> &str {
+    let start = email.find("\n---\n").expect("a --- line") + 5;
+    let len = email[start..].find("\ndiff --git ").expect("a diff");
+    &email[start..=start + len]
+}
+
+#[test]
+fn diffstats_match_git_format_patch() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let ts = t.to_str().unwrap();
+    let s = copy_series(d.path());
+    // More changes than the 72-column graph has room for (so it is scaled),
+    // beside an insertion-only file, a one-line change and a new file whose
+    // name is cut to "...".
+    let many: String = (0..80).map(|i| format!("int toy_{i};\n")).collect();
+    std::fs::write(s.join("templates/many.c.j2"), many).unwrap();
+    std::fs::write(
+        s.join("patches/0004-many.yaml"),
+        "subject: \"mm: add many toys\"\n\
+         body: Many.\n\
+         edits:\n\
+         \x20 - file: mm/filemap.c\n\
+         \x20   at: before\n\
+         \x20   anchor: \"int generic_perform_write(void)\\n\"\n\
+         \x20   fragment: many.c.j2\n\
+         \x20 - file: include/linux/uio.h\n\
+         \x20   at: after\n\
+         \x20   anchor: \"\\tITER_UBUF,\\n\"\n\
+         \x20   text: \"\\tITER_TOY,\\n\"\n\
+         \x20 - file: include/linux/fs.h\n\
+         \x20   at: replace\n\
+         \x20   anchor: \"\\t\\t\\t\\tloff_t pos, unsigned len,\\n\"\n\
+         \x20   text: \"\\t\\t\\t\\tloff_t pos, size_t len,\\n\"\n\
+         \x20 - file: Documentation/filesystems/zero-copy-splice/donor-folio-insertion.rst\n\
+         \x20   at: create\n\
+         \x20   text: \"Donor folios\\n============\\n\"\n",
+    )
+    .unwrap();
+    let manifest = s.join("patches/series.yaml");
+    let mut m = std::fs::read_to_string(&manifest).unwrap();
+    m.push_str("  - 0004-many.yaml\n");
+    std::fs::write(&manifest, m).unwrap();
+
+    let out = d.path().join("out");
+    let base = git(&t, &["rev-parse", "HEAD"]);
+    ok(&zcsplice(
+        &["render", "--tree", ts, "--out", out.to_str().unwrap()],
+        &s,
+        d.path(),
+    ));
+    ok(&zcsplice(&["apply", "--tree", ts], &s, d.path()));
+    let commits = git(&t, &["rev-list", "--reverse", &format!("{base}..HEAD")]);
+    let commits: Vec<&str> = commits.lines().collect();
+    let patches = patch_files(&out);
+    assert_eq!(patches.len(), commits.len());
+    for (p, c) in patches.iter().zip(&commits) {
+        let ours = std::fs::read_to_string(p).unwrap();
+        let theirs = git(&t, &["format-patch", "-1", "--stdout", c]);
+        assert_eq!(stat_block(&ours), stat_block(&theirs), "{}", p.display());
+    }
+    // The case above is the one meant: scaled graph, cut name, create line.
+    let last = std::fs::read_to_string(patches.last().unwrap()).unwrap();
+    let last = stat_block(&last);
+    assert!(last.contains(" .../donor-folio-insertion.rst"), "{last}");
+    assert!(
+        last.contains(" | 80 +++") && !last.contains("+++++ | "),
+        "{last}"
+    );
+    assert!(last.contains("include/linux/uio.h"), "{last}");
+    assert!(
+        last.contains(" create mode 100644 Documentation/"),
+        "{last}"
+    );
+
+    // The cover letter's is the whole series' (format-patch --cover-letter
+    // prints the same `--stat=72 --summary`).
+    let cover = std::fs::read_to_string(out.join("0000-cover-letter.patch")).unwrap();
+    // (`git` trims the output: the first line's leading space goes too.)
+    let whole = git(&t, &["diff", "--stat=72", "--summary", &base, "HEAD"]);
+    assert!(cover.contains(&format!("\n {whole}\n")), "{cover}\n{whole}");
+}
+
 #[test]
 fn page_api_tree_gets_the_other_variant() {
     let d = tempfile::tempdir().unwrap();
