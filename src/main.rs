@@ -357,7 +357,9 @@ fn cache_dir(cli: &Cli) -> Result<PathBuf> {
 /// one, else the source tree zcsplice was built from.
 fn series_dir(cli: &Cli) -> PathBuf {
     if let Some(s) = &cli.series {
-        return s.clone();
+        // Absolute: its vm/ and templates/ are read from other directories
+        // too (make runs in the kernel tree).
+        return std::path::absolute(s).unwrap_or_else(|_| s.clone());
     }
     let cwd = std::env::current_dir().unwrap_or_default();
     if cwd.join("patches/series.yaml").exists() {
