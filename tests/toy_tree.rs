@@ -617,5 +617,13 @@ fn matrix_xfstests_options_need_until_xfstests() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("need --until xfstests"));
+    let t = t.to_str().unwrap();
+    let o = zcsplice(
+        &["matrix", "--tree", t, "--xfstests-timeout", "7200"],
+        &fixture(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("need --until xfstests"));
     assert!(!d.path().join("runs").exists(), "nothing may run");
 }
