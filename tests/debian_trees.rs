@@ -243,6 +243,7 @@ fn debian_6_12() {
             ("pipe_buf_try_steal", true),
             ("filemap_add_folio", true),
             ("replace_page_cache_folio", true),
+            ("buffer_head_folios", true),
             ("perform_write_prefaults", true),
         ],
     );
@@ -261,6 +262,7 @@ fn debian_6_1() {
             ("pipe_buf_try_steal", true),
             ("filemap_add_folio", true),
             ("replace_page_cache_folio", false),
+            ("buffer_head_folios", false),
             ("perform_write_prefaults", true),
         ],
     );
