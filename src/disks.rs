@@ -4,7 +4,9 @@
 //! so runs side by side never share a disk.
 
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use tempfile::TempPath;
 
 pub struct Disk {
@@ -26,12 +28,52 @@ pub const TEST_DISKS: [Disk; 2] = [
     },
 ];
 
+/// The images that exist now. The signal handler ends the process
+/// without running destructors, so it removes them from this list.
+struct Live {
+    paths: BTreeSet<PathBuf>,
+    /// Set by `remove_all`: zcsplice is ending, no image may be made.
+    closed: bool,
+}
+
+static LIVE: Mutex<Live> = Mutex::new(Live {
+    paths: BTreeSet::new(),
+    closed: false,
+});
+
+fn live() -> MutexGuard<'static, Live> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A scratch disk image, deleted when dropped.
+pub struct Image(TempPath);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // The TempPath deletes the file after this.
+        live().paths.remove(&self.0.to_path_buf());
+    }
+}
+
+impl std::ops::Deref for Image {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Image {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// Creates one empty sparse image per disk under `<cache>/disks`; each is
-/// deleted when its TempPath is dropped.
-pub fn fresh(cache: &Path, disks: &[Disk]) -> Result<Vec<TempPath>> {
+/// deleted when its Image is dropped.
+pub fn fresh(cache: &Path, disks: &[Disk]) -> Result<Vec<Image>> {
     let dir = cache.join("disks");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    disks
+    let made = disks
         .iter()
         .map(|d| {
             let f = tempfile::Builder::new()
@@ -44,7 +86,27 @@ pub fn fresh(cache: &Path, disks: &[Disk]) -> Result<Vec<TempPath>> {
                 .with_context(|| format!("cannot size {}", f.path().display()))?;
             Ok(f.into_temp_path())
         })
-        .collect()
+        .collect::<Result<Vec<TempPath>>>()?;
+    let mut l = live();
+    if l.closed {
+        // `remove_all` has run: delete these here, the process is ending.
+        drop(l);
+        drop(made);
+        crate::vm::halt();
+    }
+    l.paths.extend(made.iter().map(|p| p.to_path_buf()));
+    Ok(made.into_iter().map(Image).collect())
+}
+
+/// For the signal handler, once the guests are dead: deletes every image
+/// and forbids new ones; returns how many it deleted.
+pub fn remove_all() -> usize {
+    let mut l = live();
+    l.closed = true;
+    std::mem::take(&mut l.paths)
+        .iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .count()
 }
 
 #[cfg(test)]

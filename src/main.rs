@@ -9,6 +9,7 @@ mod deps;
 mod disks;
 mod edit;
 mod import;
+mod interrupt;
 mod kconfig;
 mod matrix;
 mod probe;
@@ -36,7 +37,11 @@ Exit codes:
   125  the series does not render or apply, or the kernel does not build
        (git bisect run: skip)
   128  the VM could not be started
-  129  timeout: the VM was killed";
+  129  timeout: the VM was killed
+On SIGINT (Ctrl-C), SIGTERM or SIGHUP, zcsplice kills the guests it runs,
+deletes their scratch disks, says so on stderr, and dies of that signal:
+a shell shows 130, 143 or 129. A SIGHUP's 129 is told from a timeout by
+the wait status (killed by a signal, not exited) or that stderr line.";
 
 /// Exit code that makes `git bisect run` skip a commit.
 const EXIT_SKIP: u8 = 125;
@@ -954,6 +959,11 @@ fn run(cli: &Cli) -> Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = interrupt::install() {
+        eprintln!(
+            "zcsplice: warning: cannot handle signals ({e:#}): a signal would leave guests running"
+        );
+    }
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
