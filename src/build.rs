@@ -9,10 +9,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::kconfig;
+use crate::procs;
 use crate::tree::{dirty_files, sanitize};
 
 pub struct BuildOpts {
@@ -451,12 +453,21 @@ fn build_locked(
     pb.enable_steady_tick(Duration::from_millis(200));
     let mut args = make_vars(&outdir, opts.jobs);
     args.push("bzImage".into());
-    let reader = duct::cmd("make", &args)
+    let make = duct::cmd("make", &args)
         .dir(&src.dir)
         .env("CCACHE_BASEDIR", common_ancestor(&src.dir, &outdir))
         .stderr_to_stdout()
         .unchecked()
-        .reader()?;
+        .before_spawn(|c| {
+            // A group of its own, which the signal handler stops.
+            c.process_group(0);
+            Ok(())
+        });
+    let (reader, _group) = procs::start(procs::Kind::Tool("make"), || {
+        let r = make.reader()?;
+        let pid = r.pids()[0];
+        Ok((r, pid))
+    })?;
     let mut lines = BufReader::new(&reader);
     let mut objects = 0usize;
     let mut buf = Vec::new();
@@ -488,6 +499,10 @@ fn build_locked(
         .try_wait()?
         .map(|o| o.status)
         .ok_or_else(|| anyhow!("make did not exit"))?;
+    if procs::stopping() {
+        // The signal handler killed make: not a build failure to report.
+        procs::halt();
+    }
     pb.finish_and_clear();
     drop(log);
     if !status.success() || !image.exists() {

@@ -24,7 +24,7 @@ pub const DEBIAN: &[&str] = &[
     "git",
 ];
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     duct::cmd!("id", "-u")
         .read()
         .map(|u| u == "0")

@@ -92,7 +92,7 @@ pub fn fresh(cache: &Path, disks: &[Disk]) -> Result<Vec<Image>> {
         // `remove_all` has run: delete these here, the process is ending.
         drop(l);
         drop(made);
-        crate::vm::halt();
+        crate::procs::halt();
     }
     l.paths.extend(made.iter().map(|p| p.to_path_buf()));
     Ok(made.into_iter().map(Image).collect())

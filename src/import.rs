@@ -1,15 +1,111 @@
 //! `zcsplice tree import`: a kernel tarball (or Debian's linux-source-X.Y)
-//! becomes a git repository with one base commit, in the cache directory.
+//! becomes a git repository with one base commit, in the cache directory;
+//! `zcsplice tree list`: the trees imported so far.
+//!
+//! Each import gets a directory of its own, named after the package version
+//! (or the tarball), so a new Debian release is imported beside the older
+//! ones. The base commit's message carries a `Zcsplice-Import:` line that
+//! says what was imported; a directory whose root commit lacks it is never
+//! taken for an import.
 
 use anyhow::{bail, Context, Result};
 use git2::{IndexAddOption, Repository, Signature};
+use serde::Serialize;
+use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use crate::procs;
 use crate::tree::sanitize;
 
-/// Where a Debian source package puts its tarball.
-fn debian_tarball(series: &str) -> PathBuf {
-    PathBuf::from(format!("/usr/src/linux-source-{series}.tar.xz"))
+/// The trailer of an import's base commit.
+const MARKER: &str = "Zcsplice-Import:";
+
+/// What `--debian` asks for: a source series ("6.12") and, optionally, an
+/// exact package version ("6.12=6.12.117-1~deb12u1") or upstream release
+/// ("6.12=6.12.117": its newest Debian revision).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebianSpec {
+    pub series: String,
+    pub version: Option<String>,
+}
+
+impl std::str::FromStr for DebianSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (series, version) = match s.split_once('=') {
+            Some((a, b)) => (a, Some(b.to_string())),
+            None => (s, None),
+        };
+        let ok = {
+            let mut parts = series.split('.');
+            let num = |p: Option<&str>| {
+                p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            };
+            num(parts.next()) && num(parts.next()) && parts.next().is_none()
+        };
+        if !ok || version.as_deref() == Some("") {
+            bail!("`{s}`: expected X.Y (e.g. 6.12) or X.Y=VERSION (e.g. 6.12=6.12.117-1~deb12u1)");
+        }
+        Ok(DebianSpec {
+            series: series.to_string(),
+            version,
+        })
+    }
+}
+
+impl DebianSpec {
+    fn package(&self) -> String {
+        format!("linux-source-{}", self.series)
+    }
+}
+
+/// Where an imported tree came from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    Debian { package: String, version: String },
+    Tarball { path: String },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Debian { package, version } => write!(f, "Debian {package} {version}"),
+            Source::Tarball { path } => write!(f, "tarball {path}"),
+        }
+    }
+}
+
+/// A tree in `<cache>/trees`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported {
+    pub path: PathBuf,
+    /// The kernel version of its Makefile ("6.12.118").
+    pub version: String,
+    pub source: Source,
+    /// The newest import of its X.Y series in the cache.
+    pub newest: bool,
+}
+
+impl Imported {
+    /// "6.12" of "6.12.118".
+    pub fn series(&self) -> String {
+        self.version
+            .split('.')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// What an import did.
+pub struct Import {
+    pub tree: Imported,
+    /// False when the cache already held this import.
+    pub fresh: bool,
+    /// The other imports of the same series in the cache, newest first.
+    pub others: Vec<Imported>,
 }
 
 fn dpkg_version(pkg: &str) -> Option<String> {
@@ -20,38 +116,137 @@ fn dpkg_version(pkg: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Installs linux-source-<series> with apt-get when its tarball is missing.
-fn ensure_debian_source(series: &str) -> Result<PathBuf> {
-    let tarball = debian_tarball(series);
+/// The versions of `pkg` that apt can fetch, newest first.
+fn apt_versions(pkg: &str) -> Vec<String> {
+    duct::cmd!("apt-cache", "madison", pkg)
+        .stderr_null()
+        .read()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| Some(l.split('|').nth(1)?.trim().to_string()))
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// Debian's version order (epochs, revisions, `~`), from dpkg itself.
+fn debian_cmp(a: &str, b: &str) -> Ordering {
+    let gt = |x: &str, y: &str| {
+        duct::cmd!("dpkg", "--compare-versions", x, "gt", y)
+            .stderr_null()
+            .unchecked()
+            .run()
+            .is_ok_and(|o| o.status.success())
+    };
+    if a == b {
+        Ordering::Equal
+    } else if gt(a, b) {
+        Ordering::Greater
+    } else if gt(b, a) {
+        Ordering::Less
+    } else {
+        Ordering::Equal
+    }
+}
+
+/// The package version `want` names among `have` (newest first): itself,
+/// or the newest revision of an upstream release ("6.12.117").
+fn pick_version(want: &str, have: &[String]) -> Option<String> {
+    if have.iter().any(|v| v == want) {
+        return Some(want.to_string());
+    }
+    have.iter()
+        .find(|v| v.split_once('-').is_some_and(|(up, _)| up == want))
+        .cloned()
+}
+
+/// The tarball of linux-source-<series> at `version`: the installed one
+/// when it is that version, else downloaded with `apt-get download` into
+/// the cache (the system is not changed) and taken out of the .deb.
+fn debian_tarball_at(spec: &DebianSpec, version: &str, cache: &Path) -> Result<PathBuf> {
+    let pkg = spec.package();
+    let installed = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
+    if dpkg_version(&pkg).as_deref() == Some(version) && installed.exists() {
+        return Ok(installed);
+    }
+    let dir = cache
+        .join("debian")
+        .join(sanitize(&format!("{pkg}-{version}")));
+    let tarball = dir.join(format!("{pkg}.tar.xz"));
     if tarball.exists() {
         return Ok(tarball);
     }
-    let pkg = format!("linux-source-{series}");
-    crate::deps::apt_install(&[&pkg])?;
-    if !tarball.exists() {
-        bail!("{pkg} is installed but {} is not there", tarball.display());
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    eprintln!("zcsplice: downloading {pkg} {version} (apt-get download)");
+    // As root, apt's sandbox user could not write into the cache: say so
+    // for this command only (the machine's apt configuration is untouched).
+    let mut args = vec!["download".to_string(), "-qq".into()];
+    if crate::deps::is_root() {
+        args.extend(["-o".into(), "APT::Sandbox::User=root".into()]);
     }
+    args.push(format!("{pkg}={version}"));
+    let fetch = duct::cmd("apt-get", &args).dir(&dir).stdout_to_stderr();
+    let (h, _group) = procs::start_duct(procs::Kind::Tool("apt-get"), fetch)?;
+    h.wait()
+        .with_context(|| format!("apt-get download {pkg}={version} failed"))?;
+    let deb = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download left no .deb in {}", dir.display()))?;
+    let partial = dir.join(format!(".{pkg}.tar.xz.partial"));
+    let member = format!("./usr/src/{pkg}.tar.xz");
+    let unpack = duct::cmd!("dpkg-deb", "--fsys-tarfile", &deb)
+        .pipe(duct::cmd!("tar", "-xO", &member))
+        .stdout_path(&partial);
+    let (h, _group) = procs::start_duct(procs::Kind::Tool("dpkg-deb"), unpack)?;
+    h.wait()
+        .with_context(|| format!("cannot take {member} out of {}", deb.display()))?;
+    std::fs::rename(&partial, &tarball)?;
+    std::fs::remove_file(&deb)?;
     Ok(tarball)
 }
 
-/// Imports Debian's linux-source-<series> and returns the tree path.
-pub fn debian(series: &str, cache: &Path) -> Result<PathBuf> {
-    let tarball = ensure_debian_source(series)?;
-    let pkg = format!("linux-source-{series}");
-    let version = dpkg_version(&pkg).unwrap_or_else(|| "unknown".into());
+/// Imports Debian's linux-source-<series>: the installed package (installed
+/// with apt-get when missing), or the exact version the spec names.
+pub fn debian(spec: &DebianSpec, cache: &Path) -> Result<Import> {
+    let pkg = spec.package();
+    let (tarball, version) = match &spec.version {
+        None => {
+            let tarball = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
+            if !tarball.exists() {
+                crate::deps::apt_install(&[&pkg])?;
+                if !tarball.exists() {
+                    bail!("{pkg} is installed but {} is not there", tarball.display());
+                }
+            }
+            let version = dpkg_version(&pkg).unwrap_or_else(|| "unknown".into());
+            (tarball, version)
+        }
+        Some(want) => {
+            let have = apt_versions(&pkg);
+            let Some(version) = pick_version(want, &have) else {
+                if have.is_empty() {
+                    bail!(
+                        "Debian has no {pkg} in this machine's apt sources (try `apt-get update`)"
+                    );
+                }
+                bail!("Debian has no {pkg} {want}; it has: {}", have.join(", "));
+            };
+            (debian_tarball_at(spec, &version, cache)?, version)
+        }
+    };
     let dest = cache
         .join("trees")
         .join(sanitize(&format!("debian-{pkg}-{version}")));
-    let marker = format!("Zcsplice-Import: debian {pkg} {version}");
+    let marker = format!("{MARKER} debian {pkg} {version}");
     let message = format!(
         "Import Debian {pkg} {version}\n\nUnpacked from {} by zcsplice tree import.\n\n{marker}\n",
         tarball.display()
     );
-    import(&tarball, &dest, &marker, &message)
+    import(&tarball, &dest, &marker, &message, cache)
 }
 
-/// Imports any kernel tarball and returns the tree path.
-pub fn tarball(tarball: &Path, cache: &Path) -> Result<PathBuf> {
+/// Imports any kernel tarball.
+pub fn tarball(tarball: &Path, cache: &Path) -> Result<Import> {
     let tarball = tarball
         .canonicalize()
         .with_context(|| format!("cannot read {}", tarball.display()))?;
@@ -61,65 +256,218 @@ pub fn tarball(tarball: &Path, cache: &Path) -> Result<PathBuf> {
     let dest = cache
         .join("trees")
         .join(sanitize(&format!("{stem}-{size}")));
-    let marker = format!("Zcsplice-Import: tarball {} size={size}", tarball.display());
+    let marker = format!("{MARKER} tarball {} size={size}", tarball.display());
     let message = format!("Import {name}\n\nUnpacked by zcsplice tree import.\n\n{marker}\n");
-    import(&tarball, &dest, &marker, &message)
+    import(&tarball, &dest, &marker, &message, cache)
 }
 
-/// True when `dest` already holds this import (its root commit carries the marker).
-fn already_imported(dest: &Path, marker: &str) -> bool {
-    let Ok(repo) = Repository::open(dest) else {
-        return false;
-    };
-    let Ok(mut walk) = repo.revwalk() else {
-        return false;
-    };
-    if walk.push_glob("refs/heads/*").is_err() {
-        return false;
-    }
+/// The import marker line of the tree's root commit, if it has one.
+fn marker_of(dest: &Path) -> Option<(String, String)> {
+    let repo = Repository::open(dest).ok()?;
+    let mut walk = repo.revwalk().ok()?;
+    walk.push_glob("refs/heads/*").ok()?;
     let found = walk
         .filter_map(|id| id.ok())
         .filter_map(|id| repo.find_commit(id).ok())
         .filter(|c| c.parent_count() == 0)
-        .any(|c| c.message().is_some_and(|m| m.lines().any(|l| l == marker)));
+        .find_map(|c| {
+            let line = c.message()?.lines().find(|l| l.starts_with(MARKER))?;
+            let makefile = c.tree().ok()?.get_path(Path::new("Makefile")).ok()?;
+            let blob = makefile.to_object(&repo).ok()?.into_blob().ok()?;
+            let text = String::from_utf8_lossy(blob.content()).to_string();
+            Some((line.to_string(), text))
+        });
     found
 }
 
-fn import(tarball: &Path, dest: &Path, marker: &str, message: &str) -> Result<PathBuf> {
-    if already_imported(dest, marker) {
-        eprintln!("zcsplice: already imported ({marker})");
-        return Ok(dest.to_path_buf());
+fn describe(path: &Path, marker: &str, makefile: &str) -> Option<Imported> {
+    let (_, version) = crate::probe::kernel_version(makefile).ok()?;
+    let rest = marker.strip_prefix(MARKER)?.trim();
+    let source = match rest.split_whitespace().collect::<Vec<_>>()[..] {
+        ["debian", package, version, ..] => Source::Debian {
+            package: package.into(),
+            version: version.into(),
+        },
+        ["tarball", ..] => Source::Tarball {
+            path: rest["tarball".len()..]
+                .trim()
+                .rsplit_once(" size=")
+                .map_or(rest, |(p, _)| p)
+                .to_string(),
+        },
+        _ => return None,
+    };
+    Some(Imported {
+        path: path.to_path_buf(),
+        version,
+        source,
+        newest: false,
+    })
+}
+
+/// Newer first: the kernel version, then Debian's order of package versions.
+fn newer_first(a: &Imported, b: &Imported) -> Ordering {
+    let num = |v: &str| -> Vec<u64> {
+        v.split(|c: char| !c.is_ascii_digit())
+            .take(3)
+            .map(|n| n.parse().unwrap_or(0))
+            .collect()
+    };
+    num(&b.version)
+        .cmp(&num(&a.version))
+        .then_with(|| match (&a.source, &b.source) {
+            (Source::Debian { version: va, .. }, Source::Debian { version: vb, .. }) => {
+                debian_cmp(vb, va)
+            }
+            _ => Ordering::Equal,
+        })
+}
+
+/// Every import in the cache, grouped by X.Y series (newest series first),
+/// newest release first within a series, the first of each marked newest.
+pub fn list(cache: &Path) -> Result<Vec<Imported>> {
+    let dir = cache.join("trees");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(vec![]);
+    };
+    let mut trees: Vec<Imported> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .filter_map(|p| {
+            let (marker, makefile) = marker_of(&p)?;
+            describe(&p, &marker, &makefile)
+        })
+        .collect();
+    trees.sort_by(newer_first);
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &mut trees {
+        t.newest = seen.insert(t.series());
     }
-    if dest.exists() {
-        bail!(
+    Ok(trees)
+}
+
+/// The partial directory an import is unpacking into now, for the signal
+/// handler (which ends the process without running destructors).
+static PARTIAL: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+fn partial() -> std::sync::MutexGuard<'static, Option<PathBuf>> {
+    PARTIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For the signal handler, once tar is dead: removes the half-imported
+/// tree; true if there was one.
+pub fn remove_partial() -> bool {
+    match partial().take() {
+        Some(p) => {
+            let _ = std::fs::remove_dir_all(&p);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The suffix of a partial directory made by process `pid`.
+fn partial_suffix(pid: u32) -> String {
+    format!(".partial-{pid}")
+}
+
+/// Removes partial directories left by imports that died without their
+/// handler (SIGKILL, a crash): their process is gone.
+fn sweep_partials(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for p in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let Some((_, pid)) = name.rsplit_once(".partial-") else {
+            continue;
+        };
+        let dead = pid
+            .parse::<u32>()
+            .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if name.starts_with('.') && dead {
+            eprintln!("zcsplice: removing {} (an interrupted import)", p.display());
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
+fn import(
+    tarball: &Path,
+    dest: &Path,
+    marker: &str,
+    message: &str,
+    cache: &Path,
+) -> Result<Import> {
+    let parent = dest.parent().expect("dest has a parent");
+    sweep_partials(parent);
+    let fresh = match marker_of(dest) {
+        Some((m, _)) if m == marker => false,
+        _ if dest.exists() => bail!(
             "{} exists but is not this import; move it away or pass another --cache",
             dest.display()
-        );
-    }
-    let parent = dest.parent().expect("dest has a parent");
-    std::fs::create_dir_all(parent)?;
-    // Unpack next to the destination and rename at the end, so that an
-    // interrupted import never leaves a half tree under the final name.
-    let tmp = parent.join(format!(
-        ".{}.partial-{}",
-        dest.file_name().unwrap().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = unpack_and_commit(tarball, &tmp, message);
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, dest)?;
-    Ok(dest.to_path_buf())
+        ),
+        _ => {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+            // Unpack next to the destination and rename at the end, so that an
+            // interrupted import never leaves a half tree under the final name.
+            let tmp = parent.join(format!(
+                ".{}{}",
+                dest.file_name().unwrap().to_string_lossy(),
+                partial_suffix(std::process::id())
+            ));
+            *partial() = Some(tmp.clone());
+            let result = unpack_and_commit(tarball, &tmp, message)
+                .and_then(|()| Ok(std::fs::rename(&tmp, dest)?));
+            if partial().take().is_some() && result.is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            result?;
+            true
+        }
+    };
+    let all = list(cache)?;
+    let tree = all
+        .iter()
+        .find(|t| t.path == dest)
+        .cloned()
+        .with_context(|| {
+            format!(
+                "{}: imported, but its Makefile has no kernel version",
+                dest.display()
+            )
+        })?;
+    let others = all
+        .into_iter()
+        .filter(|t| t.path != dest && t.series() == tree.series())
+        .collect();
+    Ok(Import {
+        tree,
+        fresh,
+        others,
+    })
 }
 
 fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
     std::fs::create_dir_all(tmp)?;
     eprintln!("zcsplice: unpacking {}", tarball.display());
-    duct::cmd!("tar", "-xf", tarball, "-C", tmp, "--strip-components=1")
-        .run()
-        .with_context(|| format!("tar could not unpack {}", tarball.display()))?;
+    let tar = duct::cmd!("tar", "-xf", tarball, "-C", tmp, "--strip-components=1");
+    let (h, _group) = procs::start_duct(procs::Kind::Tool("tar"), tar)?;
+    let waited = h.wait();
+    if procs::stopping() {
+        procs::halt();
+    }
+    waited.with_context(|| format!("tar could not unpack {}", tarball.display()))?;
     if !tmp.join("Makefile").exists() || !tmp.join("include/linux").is_dir() {
         bail!(
             "{} does not look like a kernel source tarball",
@@ -136,4 +484,116 @@ fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
     let sig = Signature::now("zcsplice", "zcsplice@localhost")?;
     repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_specs() {
+        let s: DebianSpec = "6.12".parse().unwrap();
+        assert_eq!((s.series.as_str(), s.version), ("6.12", None));
+        let s: DebianSpec = "6.12=6.12.117-1~deb12u1".parse().unwrap();
+        assert_eq!(s.version.as_deref(), Some("6.12.117-1~deb12u1"));
+        for bad in ["6", "6.12.1", "x.12", "6.12=", "", "6..1"] {
+            assert!(bad.parse::<DebianSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_version_is_exact_or_an_upstream_release() {
+        let have: Vec<String> = ["6.1.192-3", "6.1.192-2", "6.1.190-1"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            pick_version("6.1.192-2", &have).as_deref(),
+            Some("6.1.192-2")
+        );
+        assert_eq!(pick_version("6.1.192", &have).as_deref(), Some("6.1.192-3"));
+        assert_eq!(pick_version("6.1.19", &have), None);
+        assert_eq!(pick_version("6.1.191", &have), None);
+    }
+
+    #[test]
+    fn markers_say_where_a_tree_came_from() {
+        let mk = "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 118\nEXTRAVERSION =\n";
+        let t = describe(
+            Path::new("/c/trees/x"),
+            "Zcsplice-Import: debian linux-source-6.12 6.12.118-1~deb12u1",
+            mk,
+        )
+        .unwrap();
+        assert_eq!(t.version, "6.12.118");
+        assert_eq!(t.series(), "6.12");
+        assert_eq!(
+            t.source,
+            Source::Debian {
+                package: "linux-source-6.12".into(),
+                version: "6.12.118-1~deb12u1".into()
+            }
+        );
+        let t = describe(
+            Path::new("/c/trees/y"),
+            "Zcsplice-Import: tarball /tmp/a b/linux-6.1.tar.xz size=42",
+            "VERSION = 6\nPATCHLEVEL = 1\nSUBLEVEL = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            t.source,
+            Source::Tarball {
+                path: "/tmp/a b/linux-6.1.tar.xz".into()
+            }
+        );
+        assert!(describe(Path::new("/x"), "Zcsplice-Import: nonsense", mk).is_none());
+    }
+
+    #[test]
+    fn releases_sort_newest_first_within_a_series() {
+        let t = |v: &str, deb: &str| Imported {
+            path: PathBuf::from(v),
+            version: v.into(),
+            source: Source::Debian {
+                package: "p".into(),
+                version: deb.into(),
+            },
+            newest: false,
+        };
+        let mut v = [
+            t("6.12.9", "6.12.9-1"),
+            t("6.12.117", "6.12.117-1"),
+            t("6.1.192", "6.1.192-2"),
+            t("6.12.118", "6.12.118-1"),
+        ];
+        v.sort_by(newer_first);
+        let order: Vec<&str> = v.iter().map(|t| t.version.as_str()).collect();
+        assert_eq!(order, ["6.12.118", "6.12.117", "6.12.9", "6.1.192"]);
+        // Same release, later Debian revision (dpkg's order: ~ sorts first).
+        let mut v = [t("6.1.192", "6.1.192-2"), t("6.1.192", "6.1.192-3")];
+        v.sort_by(newer_first);
+        assert_eq!(
+            v[0].source,
+            Source::Debian {
+                package: "p".into(),
+                version: "6.1.192-3".into()
+            }
+        );
+    }
+
+    #[test]
+    fn stale_partials_of_dead_imports_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        // pid_max is at most 2^22: this pid never exists.
+        let dead = d.path().join(".debian-x.partial-99999999");
+        let live = d
+            .path()
+            .join(format!(".debian-y{}", partial_suffix(std::process::id())));
+        let tree = d.path().join("debian-z");
+        for p in [&dead, &live, &tree] {
+            std::fs::create_dir_all(p).unwrap();
+        }
+        sweep_partials(d.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && tree.exists());
+    }
 }

@@ -1,12 +1,13 @@
-//! SIGINT, SIGTERM, SIGHUP: kill the running guests, delete their scratch
-//! disks, say so, and die of the signal.
+//! SIGINT, SIGTERM, SIGHUP: kill the running guests and tools (make, tar),
+//! delete the guests' scratch disks and a half-imported tree, say so, and
+//! die of the signal.
 //!
-//! Guests run in process groups of their own (see vm.rs), so neither a
-//! terminal's Ctrl-C nor a `kill` of zcsplice reaches them: without this
-//! they would run on as orphans, each burning a host CPU under TCG until
-//! its timeout, their disk images left in the cache.
+//! Guests and tools run in process groups of their own (see procs.rs), so
+//! neither a terminal's Ctrl-C nor a `kill` of zcsplice reaches them:
+//! without this they would run on as orphans, each guest burning a host
+//! CPU under TCG until its timeout, their disk images left in the cache.
 
-use crate::{disks, vm};
+use crate::{disks, import, procs};
 use anyhow::Result;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -30,9 +31,10 @@ pub fn install() -> Result<()> {
 }
 
 fn handle(sig: i32) -> ! {
-    let stopped = vm::stop_guests(GRACE);
+    let stopped = procs::stop_all(GRACE);
     let removed = disks::remove_all();
-    eprintln!("{}", summary(sig, &stopped, removed));
+    let partial = import::remove_partial();
+    eprintln!("{}", summary(sig, &stopped, removed, partial));
     // Die of the signal rather than exit(128 + sig): shells see the same
     // 128 + sig, and a shell loop or script running zcsplice stops on
     // Ctrl-C only if its child died of SIGINT.
@@ -41,19 +43,27 @@ fn handle(sig: i32) -> ! {
 }
 
 /// The one line that says what the handler did.
-fn summary(sig: i32, stopped: &vm::Stopped, removed: usize) -> String {
+fn summary(sig: i32, stopped: &procs::Stopped, removed: usize, partial: bool) -> String {
     let name = signal_hook::low_level::signal_name(sig).unwrap_or("signal");
-    let mut s = format!("zcsplice: interrupted ({name}): ");
+    let mut parts = Vec::new();
     match stopped.guests {
-        0 => s.push_str("no guest was running"),
-        1 => s.push_str("killed 1 running guest"),
-        n => s.push_str(&format!("killed {n} running guests")),
+        0 => {}
+        1 => parts.push("killed 1 running guest".to_string()),
+        n => parts.push(format!("killed {n} running guests")),
     }
+    parts.extend(stopped.tools.iter().map(|t| format!("stopped {t}")));
     match removed {
         0 => {}
-        1 => s.push_str(", removed 1 scratch disk"),
-        n => s.push_str(&format!(", removed {n} scratch disks")),
+        1 => parts.push("removed 1 scratch disk".into()),
+        n => parts.push(format!("removed {n} scratch disks")),
     }
+    if partial {
+        parts.push("removed the half-imported tree".into());
+    }
+    if parts.is_empty() {
+        parts.push("nothing was running".into());
+    }
+    let mut s = format!("zcsplice: interrupted ({name}): {}", parts.join(", "));
     if !stopped.leftovers.is_empty() {
         s.push_str(&format!(
             "; still alive after SIGKILL: pids {:?}",
@@ -107,7 +117,7 @@ mod tests {
                     let mut cmd = Command::new("sh");
                     cmd.args(["-c", script]).current_dir(dir);
                     let log = dir.join(format!("guest{i}.log"));
-                    vm::run_with_timeout(&mut cmd, &log, Duration::from_secs(300))
+                    crate::vm::run_with_timeout(&mut cmd, &log, Duration::from_secs(300))
                 });
             }
         });
@@ -117,7 +127,7 @@ mod tests {
     /// The group id a fake guest wrote, once the group has both processes.
     fn running_group(file: &Path) -> Option<i32> {
         let pgid = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
-        (vm::alive(pgid).len() >= 2).then_some(pgid)
+        (procs::alive(pgid).len() >= 2).then_some(pgid)
     }
 
     /// Kills the fake guests' groups, whatever the test's outcome.
@@ -126,7 +136,7 @@ mod tests {
     impl Drop for Reap {
         fn drop(&mut self) {
             for &g in &self.0 {
-                if !vm::alive(g).is_empty() {
+                if !procs::alive(g).is_empty() {
                     let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
                 }
             }
@@ -179,7 +189,11 @@ mod tests {
 
         let err = std::fs::read_to_string(&stderr).unwrap();
         for &g in &reap.0 {
-            assert_eq!(vm::alive(g), Vec::<i32>::new(), "group {g} lives on; {err}");
+            assert_eq!(
+                procs::alive(g),
+                Vec::<i32>::new(),
+                "group {g} lives on; {err}"
+            );
         }
         let left = std::fs::read_dir(dir.join("disks")).unwrap().count();
         assert_eq!(left, 0, "scratch disks left behind; {err}");
@@ -195,22 +209,25 @@ mod tests {
 
     #[test]
     fn the_line_says_what_was_done() {
-        let none = vm::Stopped {
+        let none = procs::Stopped {
             guests: 0,
+            tools: vec![],
             leftovers: vec![],
         };
         assert_eq!(
-            summary(SIGINT, &none, 0),
-            "zcsplice: interrupted (SIGINT): no guest was running"
+            summary(SIGINT, &none, 0, false),
+            "zcsplice: interrupted (SIGINT): nothing was running"
         );
-        let one = vm::Stopped {
+        let one = procs::Stopped {
             guests: 1,
+            tools: vec!["make"],
             leftovers: vec![42],
         };
         assert_eq!(
-            summary(SIGHUP, &one, 2),
-            "zcsplice: interrupted (SIGHUP): killed 1 running guest, \
-             removed 2 scratch disks; still alive after SIGKILL: pids [42]"
+            summary(SIGHUP, &one, 2, true),
+            "zcsplice: interrupted (SIGHUP): killed 1 running guest, stopped make, \
+             removed 2 scratch disks, removed the half-imported tree; \
+             still alive after SIGKILL: pids [42]"
         );
     }
 }

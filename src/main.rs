@@ -13,6 +13,7 @@ mod interrupt;
 mod kconfig;
 mod matrix;
 mod probe;
+mod procs;
 mod render;
 mod run;
 mod series;
@@ -203,9 +204,9 @@ enum Cmd {
     /// The whole job on a fresh machine: install, import Debian's 6.12,
     /// apply the series, build, boot, prove.
     Demo {
-        /// Debian source series to use.
-        #[arg(long, default_value = "6.12")]
-        debian: String,
+        /// Debian source series to use (X.Y or X.Y=VERSION, as `tree import`).
+        #[arg(long, default_value = "6.12", value_name = "X.Y[=VERSION]")]
+        debian: import::DebianSpec,
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
@@ -299,8 +300,14 @@ struct XfstestsArgs {
 #[derive(Args)]
 struct MatrixArgs {
     /// Kernel tree (a git repository); repeatable: one row each, in this order.
-    #[arg(long = "tree", value_name = "PATH", required = true)]
+    #[arg(long = "tree", value_name = "PATH", required_unless_present = "debian")]
     trees: Vec<PathBuf>,
+    /// Debian's linux-source-X.Y (or X.Y=VERSION), imported as `tree import
+    /// --debian` does; repeatable: one row each, after the --tree rows.
+    /// `--until apply --debian 6.12 --debian 6.1` asks whether the newest
+    /// releases installed still take the series.
+    #[arg(long = "debian", value_name = "X.Y[=VERSION]")]
+    debian: Vec<import::DebianSpec>,
     /// The last stage to run; xfstests runs `zcsplice xfstests --baseline`
     /// (the default list unless --xfstests-test).
     #[arg(long, value_enum, default_value_t = matrix::Stage::Run)]
@@ -333,13 +340,26 @@ struct MatrixArgs {
 #[derive(Subcommand)]
 enum TreeCmd {
     /// Import a kernel tarball, or Debian's linux-source-<V>, as a git tree; prints its path.
+    ///
+    /// Each release gets a tree of its own: a new Debian release is imported
+    /// beside the older ones, which stay (see `tree list`).
     Import {
-        /// Debian source package series, e.g. 6.12 (installs linux-source-6.12 if missing).
-        #[arg(long, conflicts_with = "tarball")]
-        debian: Option<String>,
+        /// Debian source package series, e.g. 6.12 (the installed
+        /// linux-source-6.12; installed if missing), or an exact version,
+        /// 6.12=6.12.117-1~deb12u1 (or 6.12=6.12.117 for its newest
+        /// revision), fetched with `apt-get download` into the cache.
+        #[arg(long, conflicts_with = "tarball", value_name = "X.Y[=VERSION]")]
+        debian: Option<import::DebianSpec>,
         /// A kernel tarball (.tar.xz, .tar.gz, ...).
         #[arg(required_unless_present = "debian")]
         tarball: Option<PathBuf>,
+    },
+    /// The imported trees: path, kernel version, source, and which is the
+    /// newest of its X.Y series.
+    List {
+        /// Print JSON: [{"path", "version", "source": {"kind", ...}, "newest"}].
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -410,6 +430,49 @@ fn load(cli: &Cli, t: &TreeArgs) -> Result<(series::Series, tree::Tree, probe::P
     let tree = tree::Tree::open(&t.tree, t.base.as_deref())?;
     let probed = probe::probe(&tree, &series.probes)?;
     Ok((series, tree, probed))
+}
+
+/// Says which tree an import used, and what else the cache holds of its series.
+fn report_import(done: &import::Import) {
+    let t = &done.tree;
+    let what = if done.fresh {
+        "imported"
+    } else {
+        "already imported"
+    };
+    eprintln!("zcsplice: {what}: {} ({})", t.source, t.version);
+    for o in &done.others {
+        eprintln!(
+            "zcsplice: also in the cache: {} ({}){}: {}",
+            o.source,
+            o.version,
+            if o.newest { ", the newest" } else { "" },
+            o.path.display()
+        );
+    }
+}
+
+fn print_trees(trees: &[import::Imported]) {
+    if trees.is_empty() {
+        eprintln!("zcsplice: no imported trees; `zcsplice tree import --debian 6.12` makes one");
+        return;
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_header(["SERIES", "VERSION", "", "SOURCE", "PATH"]);
+    for tr in trees {
+        t.add_row([
+            tr.series(),
+            tr.version.clone(),
+            if tr.newest { "newest" } else { "" }.to_string(),
+            tr.source.to_string(),
+            tr.path.display().to_string(),
+        ]);
+    }
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    println!("{}", t.trim_fmt());
 }
 
 fn print_facts(p: &probe::Probed) {
@@ -755,8 +818,14 @@ fn do_matrix(cli: &Cli, m: &MatrixArgs) -> Result<u8> {
     let dir = cache_dir(cli)?.join("runs/matrix").join(stamp());
     let stages = Stage::until(m.until);
     let opts = run_opts(&m.guest, None);
+    let mut trees = m.trees.clone();
+    for spec in &m.debian {
+        let done = import::debian(spec, &cache_dir(cli)?)?;
+        report_import(&done);
+        trees.push(done.tree.path);
+    }
     let mut rows = Vec::new();
-    for (i, tree) in m.trees.iter().enumerate() {
+    for (i, tree) in trees.iter().enumerate() {
         let name = tree
             .file_name()
             .unwrap_or(tree.as_os_str())
@@ -779,7 +848,7 @@ fn do_matrix(cli: &Cli, m: &MatrixArgs) -> Result<u8> {
             eprintln!(
                 "zcsplice: matrix [{}/{}] {}: {}",
                 i + 1,
-                m.trees.len(),
+                trees.len(),
                 tree.display(),
                 stage.as_str()
             );
@@ -842,12 +911,21 @@ fn run(cli: &Cli) -> Result<u8> {
     match &cli.cmd {
         Cmd::Tree(TreeCmd::Import { debian, tarball }) => {
             let cache = cache_dir(cli)?;
-            let path = match (debian, tarball) {
+            let done = match (debian, tarball) {
                 (Some(v), _) => import::debian(v, &cache)?,
                 (None, Some(t)) => import::tarball(t, &cache)?,
                 (None, None) => unreachable!("clap requires one"),
             };
-            println!("{}", path.display());
+            report_import(&done);
+            println!("{}", done.tree.path.display());
+        }
+        Cmd::Tree(TreeCmd::List { json }) => {
+            let trees = import::list(&cache_dir(cli)?)?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&trees)?);
+            } else {
+                print_trees(&trees);
+            }
         }
         Cmd::Probe { tree, json } => {
             let (_, _, p) = load(cli, tree)?;
@@ -932,7 +1010,9 @@ fn run(cli: &Cli) -> Result<u8> {
         Cmd::Demo { debian, timeout } => {
             deps::ensure()?;
             let cache = cache_dir(cli)?;
-            let tree = import::debian(debian, &cache)?;
+            let done = import::debian(debian, &cache)?;
+            report_import(&done);
+            let tree = done.tree.path;
             eprintln!("zcsplice: tree {}", tree.display());
             let targs = TreeArgs {
                 tree: tree.clone(),

@@ -1,18 +1,18 @@
 //! Starting guests: whether KVM can really run one here (decided in
 //! seconds, cached per host boot), and running a command under a hard
 //! timeout that kills every process it started. Every guest runs through
-//! `run_with_timeout`, which keeps the registry of running guests that
-//! `stop_guests` (the signal handler) kills.
+//! `run_with_timeout`, which registers it with `procs` so that the signal
+//! handler can kill it.
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+
+use crate::procs;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,124 +134,23 @@ pub struct Finished {
     pub leftovers: Vec<i32>,
 }
 
-/// Process ids whose process group is `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // Fields after the ")" of the command name: state ppid pgrp ...
-                    let rest = s.rsplit_once(')')?.1;
-                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
-                })
-                == Some(pgid)
-        })
-        .collect()
-}
-
-/// The guests running now. A guest has its own process group (so that a
-/// timeout can kill all of it), which also shields it from the signals
-/// that end zcsplice: whoever ends zcsplice must end them through here.
-struct Guests {
-    /// Process group ids, one per guest.
-    groups: BTreeSet<i32>,
-    /// Set by `stop_guests`: zcsplice is ending, no guest may start.
-    stopping: bool,
-}
-
-static GUESTS: Mutex<Guests> = Mutex::new(Guests {
-    groups: BTreeSet::new(),
-    stopping: false,
-});
-
-fn guests() -> MutexGuard<'static, Guests> {
-    // The registry stays consistent even if a holder panicked.
-    GUESTS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Keeps a guest's group in the registry until its run is over.
-struct Registered(i32);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        guests().groups.remove(&self.0);
-    }
-}
-
-/// Blocks the calling thread for good: once the signal handler has taken
-/// over, a thread whose guest it killed must not go on to report that
-/// guest as failed, nor start another; the handler ends the process.
-pub fn halt() -> ! {
-    loop {
-        std::thread::park();
-    }
-}
-
-/// What `stop_guests` did.
-pub struct Stopped {
-    /// Guests that were running (process groups signalled).
-    pub guests: usize,
-    /// Processes still alive after SIGKILL (should be none).
-    pub leftovers: Vec<i32>,
-}
-
-/// For the signal handler: no guest starts from now on; every running
-/// guest's group gets SIGTERM (qemu and virtiofsd exit cleanly on it),
-/// then SIGKILL once `grace` is over.
-pub fn stop_guests(grace: Duration) -> Stopped {
-    let groups: Vec<i32> = {
-        let mut g = guests();
-        g.stopping = true;
-        g.groups.iter().copied().collect()
-    };
-    for &pgid in &groups {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-    }
-    let until = Instant::now() + grace;
-    while Instant::now() < until && groups.iter().any(|&g| !alive(g).is_empty()) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let leftovers = groups
-        .iter()
-        .flat_map(|&pgid| {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-            settle(pgid)
-        })
-        .collect();
-    Stopped {
-        guests: groups.len(),
-        leftovers,
-    }
-}
-
 /// Runs `cmd` in a new process group with stdout and stderr to `log`; after
 /// `limit`, kills the whole group (qemu, virtiofsd, ...) and reaps it.
+/// The group is registered as a guest, so a signal to zcsplice ends it.
 pub fn run_with_timeout(cmd: &mut Command, log: &Path, limit: Duration) -> Result<Finished> {
     let f =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let (mut child, registered) = {
-        // Spawned under the lock: `stop_guests` either sees this group or
-        // has already forbidden it to start.
-        let mut g = guests();
-        if g.stopping {
-            drop(g);
-            halt();
-        }
+    let (mut child, registered) = procs::start(procs::Kind::Guest, || {
         let child = cmd
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)
             .spawn()?;
-        let pgid = child.id() as i32;
-        g.groups.insert(pgid);
-        (child, Registered(pgid))
-    };
-    let pgid = registered.0;
+        let pid = child.id();
+        Ok((child, pid))
+    })?;
+    let pgid = registered.pgid();
     let start = Instant::now();
     let finished = loop {
         if let Some(st) = child.try_wait()? {
@@ -261,7 +160,7 @@ pub fn run_with_timeout(cmd: &mut Command, log: &Path, limit: Duration) -> Resul
                 timed_out: false,
                 code: st.code(),
                 seconds: start.elapsed().as_secs_f64(),
-                leftovers: settle(pgid),
+                leftovers: procs::settle(pgid),
             };
         }
         if start.elapsed() >= limit {
@@ -271,45 +170,15 @@ pub fn run_with_timeout(cmd: &mut Command, log: &Path, limit: Duration) -> Resul
                 timed_out: true,
                 code: None,
                 seconds: start.elapsed().as_secs_f64(),
-                leftovers: settle(pgid),
+                leftovers: procs::settle(pgid),
             };
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    if guests().stopping {
-        halt();
+    if procs::stopping() {
+        procs::halt();
     }
     Ok(finished)
-}
-
-/// Members of the group that are still running; zombies waiting for a
-/// reaper are gone for our purpose.
-pub fn alive(pgid: i32) -> Vec<i32> {
-    group_members(pgid)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| {
-                    s.rsplit_once(')')
-                        .map(|(_, r)| !r.trim_start().starts_with('Z'))
-                        .unwrap_or(false)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// Waits up to 5 s for the group to be gone; returns who is left.
-fn settle(pgid: i32) -> Vec<i32> {
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = alive(pgid);
-        if left.is_empty() || Instant::now() >= until {
-            return left;
-        }
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,208 @@
+//! `tree import` and `tree list` on toy kernel tarballs: releases side by
+//! side, which one is newest, and a SIGTERM in the middle of an import.
+//! No network, no root, no kernel.
+
+mod common;
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn series() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/series")
+}
+
+/// A toy kernel tarball of release 6.12.<sublevel>, made with tar.
+fn toy_tarball(dir: &Path, sublevel: u32) -> PathBuf {
+    let name = format!("linux-6.12.{sublevel}");
+    let src = dir.join("src").join(&name);
+    std::fs::create_dir_all(src.join("include/linux")).unwrap();
+    std::fs::write(
+        src.join("Makefile"),
+        format!("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = {sublevel}\nEXTRAVERSION =\n"),
+    )
+    .unwrap();
+    std::fs::write(src.join("include/linux/fs.h"), "/* toy */\n").unwrap();
+    let tarball = dir.join(format!("{name}.tar.gz"));
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir.join("src"))
+        .arg(&name)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    tarball
+}
+
+fn import(tarball: &Path, cache: &Path) -> std::process::Output {
+    zcsplice(
+        &["tree", "import", tarball.to_str().unwrap()],
+        &series(),
+        cache,
+    )
+}
+
+fn list(cache: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&zcsplice(
+        &["tree", "list", "--json"],
+        &series(),
+        cache,
+    )))
+    .unwrap()
+}
+
+#[test]
+fn a_new_release_is_imported_beside_the_old_and_listed_as_newest() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let old = toy_tarball(d.path(), 117);
+    let new = toy_tarball(d.path(), 118);
+
+    let old_path = ok(&import(&old, &cache)).trim().to_string();
+    let o = import(&new, &cache);
+    let new_path = ok(&o).trim().to_string();
+    assert_ne!(old_path, new_path);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("zcsplice: imported: tarball "), "{err}");
+    assert!(
+        err.contains(&format!(
+            "also in the cache: tarball {} (6.12.117)",
+            old.display()
+        )),
+        "{err}"
+    );
+
+    let trees = list(&cache);
+    let rows: Vec<(&str, &str, bool)> = trees
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["version"].as_str().unwrap(),
+                t["path"].as_str().unwrap(),
+                t["newest"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("6.12.118", new_path.as_str(), true),
+            ("6.12.117", old_path.as_str(), false)
+        ]
+    );
+    assert_eq!(trees[0]["source"]["kind"], "tarball");
+
+    // Again: the same tree, said to be already there, the newer one named.
+    let o = import(&old, &cache);
+    assert_eq!(ok(&o).trim(), old_path);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("zcsplice: already imported: tarball"), "{err}");
+    assert!(err.contains("(6.12.118), the newest:"), "{err}");
+
+    let table = ok(&zcsplice(&["tree", "list"], &series(), &cache));
+    let newest_line = table.lines().find(|l| l.contains("6.12.118")).unwrap();
+    assert!(newest_line.contains("newest"), "{table}");
+    let old_line = table.lines().find(|l| l.contains("6.12.117")).unwrap();
+    assert!(!old_line.contains("newest"), "{table}");
+}
+
+#[test]
+fn a_bad_debian_spec_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let o = zcsplice(
+        &["tree", "import", "--debian", "6.12.118"],
+        &series(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expected X.Y"), "{err}");
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(needle).then_some(cmd)
+        })
+        .collect()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn sigterm_during_an_import_stops_tar_and_leaves_no_partial_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    // A FIFO as the tarball: tar blocks on it until the signal comes.
+    let fifo = d.path().join("linux-stuck.tar");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zcsplice"))
+        .args(["tree", "import", fifo.to_str().unwrap()])
+        .env("ZCSPLICE_SERIES", series())
+        .env("ZCSPLICE_CACHE", &cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trees = cache.join("trees");
+    let needle = fifo.to_str().unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !(entries(&trees).iter().any(|e| e.contains(".partial-"))
+        && processes_with(needle).iter().any(|c| c.starts_with("tar ")))
+    {
+        assert!(Instant::now() < until, "tar never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let sent = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if sent.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("zcsplice still running 5 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}: {err}");
+    assert!(
+        err.contains("interrupted (SIGTERM): stopped tar, removed the half-imported tree"),
+        "{err}"
+    );
+    let tar_left = processes_with(needle);
+    assert!(tar_left.is_empty(), "still running: {tar_left:?}");
+    assert_eq!(entries(&trees), Vec::<String>::new(), "left behind");
+
+    // The next import works, and nothing half-made is taken for a tree.
+    let real = toy_tarball(d.path(), 118);
+    let path = ok(&import(&real, &cache));
+    assert!(Path::new(path.trim()).join("Makefile").exists());
+    assert_eq!(list(&cache).as_array().unwrap().len(), 1);
+}
+
+fn libc_sigterm() -> i32 {
+    Signal::SIGTERM as i32
+}
