@@ -252,6 +252,9 @@ pub fn table(rows: &[Row]) -> String {
                 c.name.as_str(),
                 c.detail
             );
+            if let (Stage::Render | Stage::Apply, Some(v)) = (c.name, &r.version) {
+                let _ = writeln!(o, "  the series does not apply to {v}");
+            }
             if let Some(l) = &c.log {
                 let _ = writeln!(o, "  log: {}", l.display());
             }

@@ -584,6 +584,10 @@ fn matrix_goes_on_past_trees_that_fail() {
         )),
         "{out}"
     );
+    assert!(
+        out.contains("\n  the series does not apply to 6.12.3\n"),
+        "{out}"
+    );
     assert!(out.ends_with("\n1 of 3 trees passed\n"), "{out}");
 
     // Every row passed: exit 0.

@@ -95,3 +95,48 @@ pub fn patch_files(out: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// The `--debian` spec the tests import for a Debian series: the series
+/// itself (the installed, newest package), unless `ZCSPLICE_TEST_DEBIAN`
+/// names an exact version for it, e.g. `6.12=6.12.117,6.1=6.1.192-2`, to
+/// run the same tests against an earlier release.
+pub fn debian_spec(series: &str) -> String {
+    std::env::var("ZCSPLICE_TEST_DEBIAN")
+        .unwrap_or_default()
+        .split(',')
+        .find(|s| s.split_once('=').is_some_and(|(x, _)| x == series))
+        .unwrap_or(series)
+        .to_string()
+}
+
+/// The kernel version of a tree's Makefile at `rev`, read here rather than
+/// through zcsplice: what the tests assert the tool's output against.
+pub fn makefile_version(tree: &Path, rev: &str) -> String {
+    let text = git(tree, &["show", &format!("{rev}:Makefile")]);
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "{}.{}.{}{}",
+        get("VERSION"),
+        get("PATCHLEVEL"),
+        get("SUBLEVEL"),
+        get("EXTRAVERSION")
+    )
+}
+
+/// The Debian package version an import's base commit records.
+pub fn imported_debian_version(tree: &Path) -> String {
+    let root = git(tree, &["rev-list", "--max-parents=0", "HEAD"]);
+    let msg = git(tree, &["log", "-1", "--format=%B", &root]);
+    msg.lines()
+        .find_map(|l| l.strip_prefix("Zcsplice-Import: debian "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no Debian import line in {root}:\n{msg}"))
+        .to_string()
+}
