@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::disks;
+use crate::exit::Exit;
 use crate::run::{self, Guest, Verdict, VmOpts};
-use crate::Exit;
 
 /// The guest program, vm/bench/NAME.c.
 const PROGRAM: &str = "splice-bench";

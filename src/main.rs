@@ -8,6 +8,7 @@ mod controls;
 mod deps;
 mod disks;
 mod edit;
+mod exit;
 mod import;
 mod interrupt;
 mod kconfig;
@@ -24,31 +25,13 @@ mod xfstests;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use exit::{infrastructure, untestable};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0    success; for run: every test passed and the console is clean
-  1    failure: a guest test failed, a kernel report (BUG, WARNING, Oops,
-       KASAN, lockdep, kmemleak, hung task) or a panic, a kernel that does
-       not boot; or a bad series definition
-  2    usage error
-  125  the series does not render or apply, or the kernel does not build
-       (git bisect run: skip)
-  128  the VM could not be started
-  129  timeout: the VM was killed
-On SIGINT (Ctrl-C), SIGTERM or SIGHUP, zcsplice kills the guests it runs,
-deletes their scratch disks, says so on stderr, and dies of that signal:
-a shell shows 130, 143 or 129. A SIGHUP's 129 is told from a timeout by
-the wait status (killed by a signal, not exited) or that stderr line.";
-
-/// Exit code that makes `git bisect run` skip a commit.
-const EXIT_SKIP: u8 = 125;
-
 #[derive(Parser)]
-#[command(name = "zcsplice", version, about, after_help = EXIT_CODES)]
+#[command(name = "zcsplice", version, about, after_help = exit::HELP)]
 struct Cli {
     /// Directory holding the series (patches/ and templates/).
     #[arg(long, global = true, env = "ZCSPLICE_SERIES")]
@@ -398,31 +381,6 @@ fn series_dir(cli: &Cli) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// An error that carries the exit code it must end with.
-#[derive(Debug)]
-struct Exit(u8, anyhow::Error);
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.1)
-    }
-}
-impl std::error::Error for Exit {}
-
-/// The tree cannot be tested (render, apply or build failed): `git bisect
-/// run` skips such a commit.
-fn untestable(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(Exit(EXIT_SKIP, e))
-}
-
-/// A failure of the machinery (no vng, no qemu, ...), not of the kernel.
-fn infrastructure(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(Exit(EXIT_INFRA, e))
-}
-
-/// Exit code for failures of the machinery (the VM could not be started).
-const EXIT_INFRA: u8 = 128;
-
 fn load(cli: &Cli, t: &TreeArgs) -> Result<(series::Series, tree::Tree, probe::Probed)> {
     let dir = series_dir(cli);
     let series =
@@ -614,6 +572,7 @@ fn do_run(
     json: bool,
     junit: Option<&Path>,
 ) -> Result<u8> {
+    check_tests(cli, &opts.tests)?;
     let report = build_and_run(cli, b, opts)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -638,6 +597,21 @@ fn run_logs(cache: &Path, built: &build::Built) -> PathBuf {
         .strip_prefix(cache.join("build"))
         .unwrap_or(&built.outdir);
     cache.join("runs").join(rel).join(stamp())
+}
+
+/// Unknown guest tests are a usage error, found before any build.
+fn check_tests(cli: &Cli, tests: &[String]) -> Result<()> {
+    if tests.is_empty() {
+        return Ok(());
+    }
+    let known = run::available_tests(&series_dir(cli))?;
+    if let Some(t) = tests.iter().find(|t| !known.contains(t)) {
+        return Err(exit::usage(anyhow!(
+            "--test {t}: no such guest test (vm/tests/{t}.c); the tests are: {}",
+            known.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn run_opts(g: &GuestArgs, fault: Option<String>) -> run::RunOpts {
@@ -675,7 +649,11 @@ fn run_built(cli: &Cli, built: &build::Built, opts: &run::RunOpts) -> Result<run
 fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bool) -> Result<u8> {
     let all = controls::load(&series_dir(cli))?;
     if let Some(f) = only.iter().find(|f| !all.iter().any(|c| &c.fault == *f)) {
-        return Err(anyhow!("--fault {f}: not in vm/controls.yaml"));
+        let known: Vec<&str> = all.iter().map(|c| c.fault.as_str()).collect();
+        return Err(exit::usage(anyhow!(
+            "--fault {f}: not in vm/controls.yaml (it has: {})",
+            known.join(", ")
+        )));
     }
     let mut outcomes = Vec::new();
     for c in all
@@ -744,6 +722,7 @@ fn xfstests_baseline_args(tree: &Path) -> Result<XfstestsArgs> {
 
 /// Builds what is needed and runs xfstests; saves report.json in its logs.
 fn xfstests_report(cli: &Cli, x: &XfstestsArgs) -> Result<xfstests::Report> {
+    xfstests::check_options(&x.mkfs_options, &x.mount_options).map_err(exit::usage)?;
     let project = series_dir(cli);
     let cache = cache_dir(cli)?;
     let env = std::env::var_os("XFSTESTS_DIR").filter(|v| !v.is_empty());
@@ -813,8 +792,9 @@ fn do_matrix(cli: &Cli, m: &MatrixArgs) -> Result<u8> {
         m.xfstests.is_some() || !m.xfstests_tests.is_empty() || m.xfstests_timeout.is_some();
     if m.until != Stage::Xfstests && xfstests_opts {
         let e = anyhow!("--xfstests, --xfstests-test and --xfstests-timeout need --until xfstests");
-        return Err(Exit(2, e).into());
+        return Err(exit::usage(e));
     }
+    check_tests(cli, &m.guest.tests)?;
     let dir = cache_dir(cli)?.join("runs/matrix").join(stamp());
     let stages = Stage::until(m.until);
     let opts = run_opts(&m.guest, None);
@@ -1048,10 +1028,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("zcsplice: error: {e:#}");
-            match e.downcast_ref::<Exit>() {
-                Some(Exit(code, _)) => ExitCode::from(*code),
-                None => ExitCode::FAILURE,
-            }
+            ExitCode::from(exit::code_of(&e))
         }
     }
 }

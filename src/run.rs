@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::console::{self, Splat};
 use crate::disks;
+use crate::exit;
 use crate::vm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,10 +32,10 @@ pub enum Verdict {
 impl Verdict {
     pub fn exit_code(self) -> u8 {
         match self {
-            Verdict::Pass => 0,
-            Verdict::Fail | Verdict::Crash | Verdict::BootFailed => 1,
-            Verdict::VmFailed => 128,
-            Verdict::Timeout => 129,
+            Verdict::Pass => exit::SUCCESS,
+            Verdict::Fail | Verdict::Crash | Verdict::BootFailed => exit::FAILURE,
+            Verdict::VmFailed => exit::INFRA,
+            Verdict::Timeout => exit::TIMEOUT,
         }
     }
     pub fn as_str(self) -> &'static str {

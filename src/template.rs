@@ -1,13 +1,25 @@
 //! minijinja set up the way the series needs it: strict undefined
 //! variables, trailing newlines kept, fragments loaded from templates/.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use minijinja::{path_loader, Environment, UndefinedBehavior, Value};
 use std::path::Path;
 
 pub struct Templates {
     env: Environment<'static>,
 }
+
+/// A template of the series is wrong (syntax, unknown variable): a bad
+/// series definition, whatever the tree (exit 1, not 125).
+#[derive(Debug)]
+pub struct TemplateError(String);
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for TemplateError {}
 
 /// Formats a minijinja error with the template name, line and its causes.
 fn describe(e: &minijinja::Error, origin: &str, line_offset: usize) -> anyhow::Error {
@@ -19,7 +31,7 @@ fn describe(e: &minijinja::Error, origin: &str, line_offset: usize) -> anyhow::E
     if let Some(d) = e.detail() {
         msg.push_str(&format!(": {d}"));
     }
-    anyhow!(msg)
+    anyhow::Error::new(TemplateError(msg))
 }
 
 impl Templates {
@@ -59,7 +71,9 @@ impl Templates {
             .map_err(|e| describe(&e, origin, 0))?;
         let v = e.eval(ctx).map_err(|e| describe(&e, origin, 0))?;
         if v.is_undefined() {
-            return Err(anyhow!("{origin}: undefined value in `when: {expr}`"));
+            return Err(anyhow::Error::new(TemplateError(format!(
+                "{origin}: undefined value in `when: {expr}`"
+            ))));
         }
         Ok(v.is_true())
     }

@@ -199,13 +199,19 @@ struct Ctx<'a> {
     expunge: &'a [lists::Entry],
 }
 
-/// local.config for ./check (sourced by sh in the guest and by check).
-pub fn local_config(fs: &str, results: &Path, mkfs: &str, mount: &str) -> Result<String> {
+/// Options that local.config can carry: it is sourced by sh, inside quotes.
+pub fn check_options(mkfs: &str, mount: &str) -> Result<()> {
     for (what, v) in [("--mkfs-options", mkfs), ("--mount-options", mount)] {
         if v.contains(['"', '$', '`', '\\', '\n']) {
             bail!("{what} {v:?}: quotes, $, ` and \\ are not allowed");
         }
     }
+    Ok(())
+}
+
+/// local.config for ./check (sourced by sh in the guest and by check).
+pub fn local_config(fs: &str, results: &Path, mkfs: &str, mount: &str) -> Result<String> {
+    check_options(mkfs, mount)?;
     let mut s = format!(
         "# written by zcsplice xfstests\n\
          FSTYP={fs}\n\

@@ -140,3 +140,43 @@ pub fn imported_debian_version(tree: &Path) -> String {
         .unwrap_or_else(|| panic!("no Debian import line in {root}:\n{msg}"))
         .to_string()
 }
+
+pub const FS_H_FOLIO: &str = "struct address_space_operations {\n\
+\tint (*write_begin)(struct file *, struct address_space *mapping,\n\
+\t\t\t\tloff_t pos, unsigned len,\n\
+\t\t\t\tstruct folio **foliop, void **fsdata);\n};\n";
+pub const FS_H_PAGE: &str = "struct address_space_operations {\n\
+\tint (*write_begin)(struct file *, struct address_space *mapping,\n\
+\t\t\t\tloff_t pos, unsigned len,\n\
+\t\t\t\tstruct page **pagep, void **fsdata);\n};\n";
+pub const FILEMAP: &str = "// SPDX-License-Identifier: GPL-2.0\n#include <linux/fs.h>\n\n\
+int generic_perform_write(void)\n{\n\treturn 0;\n}\n";
+
+/// A toy kernel tree, committed; `folio` picks the ->write_begin flavour.
+pub fn toy_tree(dir: &Path, folio: bool) -> PathBuf {
+    let t = dir.join("linux");
+    let files = [
+        (
+            "Makefile",
+            "VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 3\nEXTRAVERSION =\n",
+        ),
+        (
+            "include/linux/fs.h",
+            if folio { FS_H_FOLIO } else { FS_H_PAGE },
+        ),
+        (
+            "include/linux/uio.h",
+            "enum iter_type {\n\tITER_UBUF,\n};\n",
+        ),
+        ("mm/filemap.c", FILEMAP),
+    ];
+    for (f, c) in files {
+        let p = t.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    git(&t, &["init", "-q", "-b", "master"]);
+    git(&t, &["add", "-A"]);
+    git(&t, &["commit", "-q", "-m", "base"]);
+    t
+}
