@@ -78,13 +78,33 @@ fn qemu_processes_for(image_dir: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn kernel_loop_on_6_12() {
-    let _one = LOOP.lock().unwrap_or_else(|e| e.into_inner());
-    let t = patched_tree();
-    let ts = t.to_str().unwrap();
+/// The patched tree, under the lock that serializes these tests.
+fn locked() -> (std::sync::MutexGuard<'static, ()>, PathBuf) {
+    let one = LOOP.lock().unwrap_or_else(|e| e.into_inner());
+    (one, patched_tree())
+}
 
-    // The series' own tests: pass with a clean console.
+#[test]
+#[ignore = "kernel tier: builds a kernel (tests/run.sh runs it)"]
+fn build_makes_a_bzimage_and_is_then_up_to_date() {
+    let (_one, t) = locked();
+    let ts = t.to_str().unwrap();
+    let image = ok(&zcsplice(&["build", "--tree", ts], &series(), &cache()));
+    assert!(
+        Path::new(image.trim()).ends_with("arch/x86/boot/bzImage"),
+        "{image}"
+    );
+    assert!(Path::new(image.trim()).is_file());
+    let o = zcsplice(&["build", "--tree", ts], &series(), &cache());
+    assert_eq!(ok(&o), image);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kernel up to date"), "{err}");
+}
+
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
+fn run_passes_every_test_with_a_clean_console() {
+    let (_one, t) = locked();
     let (code, r) = run_json(&t, &[]);
     assert_eq!(r["verdict"], "pass", "{r:#}");
     assert_eq!(code, Some(0));
@@ -97,12 +117,18 @@ fn kernel_loop_on_6_12() {
         r["kernel"].as_str().unwrap().starts_with(&release),
         "{release}: {r:#}"
     );
+}
+
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
+fn junit_names_the_release_and_counts_no_failure() {
+    let (_one, t) = locked();
     let junit = cache().join("junit.xml");
     let o = zcsplice(
         &[
             "run",
             "--tree",
-            ts,
+            t.to_str().unwrap(),
             "--test",
             "kunit-splice-move",
             "--junit",
@@ -118,13 +144,18 @@ fn kernel_loop_on_6_12() {
         String::from_utf8_lossy(&o.stdout)
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
+    let release = makefile_version(&t, "HEAD");
     assert!(
         xml.contains(&format!("<testsuite name=\"zcsplice {release}")),
         "{xml}"
     );
     assert!(xml.contains("failures=\"0\""), "{xml}");
+}
 
-    // A WARNING fails a run whose tests all passed.
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
+fn selftest_warning_fails_a_run_whose_tests_passed() {
+    let (_one, t) = locked();
     let (code, r) = run_json(&t, &["--test", "selftest-warn"]);
     assert_eq!(r["verdict"], "fail", "{r:#}");
     assert_eq!(code, Some(1));
@@ -136,8 +167,12 @@ fn kernel_loop_on_6_12() {
             .any(|s| s["kind"] == "WARNING" && s["test"] == "selftest-warn"),
         "{r:#}"
     );
+}
 
-    // A panic is a crash, with the panic text.
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
+fn selftest_panic_is_a_crash_with_the_panic_text() {
+    let (_one, t) = locked();
     let (code, r) = run_json(&t, &["--test", "selftest-panic"]);
     assert_eq!(r["verdict"], "crash", "{r:#}");
     assert_eq!(code, Some(1));
@@ -154,8 +189,12 @@ fn kernel_loop_on_6_12() {
             .contains("sysrq triggered crash"),
         "{r:#}"
     );
+}
 
-    // A hang is a timeout, and nothing of the VM is left running.
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
+fn selftest_hang_is_a_timeout_and_nothing_of_the_vm_is_left() {
+    let (_one, t) = locked();
     let (code, r) = run_json(&t, &["--test", "selftest-hang", "--timeout", "90"]);
     assert_eq!(r["verdict"], "timeout", "{r:#}");
     assert_eq!(code, Some(129));
@@ -166,8 +205,13 @@ fn kernel_loop_on_6_12() {
         "{:?}",
         qemu_processes_for(logs)
     );
+}
 
-    // Negative controls: each pitfall switched back on is caught.
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel per control (tests/run.sh runs it)"]
+fn controls_catch_every_listed_fault() {
+    let (_one, t) = locked();
+    let ts = t.to_str().unwrap();
     let o = zcsplice(&["controls", "--tree", ts, "--json"], &series(), &cache());
     let stdout = String::from_utf8_lossy(&o.stdout);
     let v: serde_json::Value = serde_json::from_str(&stdout)
@@ -181,10 +225,14 @@ fn kernel_loop_on_6_12() {
     assert_eq!(ran, listed, "{v:#}");
     assert!(controls.iter().all(|c| c["caught"] == true), "{v:#}");
     assert_eq!(o.status.code(), Some(0), "{v:#}");
+}
 
-    // No virtme-ng on PATH: the VM cannot start, an infrastructure failure.
+#[test]
+#[ignore = "kernel tier: builds a kernel (tests/run.sh runs it)"]
+fn no_virtme_ng_is_an_infrastructure_failure() {
+    let (_one, t) = locked();
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_zcsplice"))
-        .args(["run", "--tree", ts])
+        .args(["run", "--tree", t.to_str().unwrap()])
         .env("ZCSPLICE_SERIES", series())
         .env("ZCSPLICE_CACHE", cache())
         .env("PATH", "/usr/bin:/bin")
@@ -197,12 +245,20 @@ fn kernel_loop_on_6_12() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("pip install virtme-ng"));
+}
 
-    // A kernel that does not compile: exit 125 and the first error.
+#[test]
+#[ignore = "kernel tier: builds a kernel (tests/run.sh runs it)"]
+fn a_kernel_that_does_not_compile_exits_125_with_the_first_error() {
+    let (_one, t) = locked();
     let victim = t.join("fs/splice.c");
     let orig = std::fs::read_to_string(&victim).unwrap();
     std::fs::write(&victim, format!("{orig}\nint zcsplice_broken = ;\n")).unwrap();
-    let o = zcsplice(&["build", "--tree", ts], &series(), &cache());
+    let o = zcsplice(
+        &["build", "--tree", t.to_str().unwrap()],
+        &series(),
+        &cache(),
+    );
     std::fs::write(&victim, &orig).unwrap();
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -215,9 +271,9 @@ fn kernel_loop_on_6_12() {
 /// scratch disk, with and without a timed fsync), and the counters prove
 /// that move reps moved every page and copy reps none.
 #[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
 fn bench_on_6_12() {
-    let _one = LOOP.lock().unwrap_or_else(|e| e.into_inner());
-    let t = patched_tree();
+    let (_one, t) = locked();
     let o = zcsplice(
         &[
             "bench",

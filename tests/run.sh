@@ -30,4 +30,7 @@ for s in "${supported[@]}"; do debian_args+=(--debian "$s"); done
 target/release/zcsplice --cache target/tmp/zcsplice-test-cache \
 	matrix --until apply --force "${debian_args[@]}"
 
-cargo test --release --locked -- --test-threads=2
+# Every tier: the fast one (plain `cargo test`: no root, network or
+# kernel) and the ignored real-tree and kernel tiers (serialized inside
+# their binaries where they share a tree and the CPUs).
+cargo test --release --locked -- --include-ignored --test-threads=2
