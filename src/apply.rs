@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use git2::{build::CheckoutBuilder, BranchType, Oid, Repository};
 
 use crate::render::Rendered;
-use crate::tree::{dirty_files, Tree, BASE_KEY};
+use crate::tree::{base_ref, dirty_files, Tree, BASE_KEY};
 
 pub enum Outcome {
     UpToDate,
@@ -99,6 +99,7 @@ fn switch(repo: &Repository, branch: &str, tip: Oid, base: Oid) -> Result<()> {
         .with_context(|| format!("cannot write {refname}"))?;
     repo.config()?
         .set_str(&format!("branch.{branch}.{BASE_KEY}"), &base.to_string())?;
+    repo.reference(&base_ref(branch), base, true, "zcsplice apply: base")?;
     repo.set_head(&refname)?;
     Ok(())
 }
@@ -109,6 +110,7 @@ struct Saved {
     head_commit: Oid,
     branch_tip: Option<Oid>,
     base_cfg: Option<String>,
+    base_ref: Option<Oid>,
 }
 
 impl Saved {
@@ -122,6 +124,10 @@ impl Saved {
             .config()?
             .get_string(&format!("branch.{branch}.{BASE_KEY}"))
             .ok();
+        let base_ref = repo
+            .find_reference(&base_ref(branch))
+            .ok()
+            .and_then(|r| r.target());
         Ok(Saved {
             head_ref: head
                 .is_branch()
@@ -129,6 +135,7 @@ impl Saved {
             head_commit: head.peel_to_commit()?.id(),
             branch_tip,
             base_cfg,
+            base_ref,
         })
     }
 
@@ -173,6 +180,16 @@ impl Saved {
             Some(v) => cfg.set_str(&key, v)?,
             None => {
                 let _ = cfg.remove(&key);
+            }
+        }
+        match self.base_ref {
+            Some(t) => {
+                repo.reference(&base_ref(branch), t, true, "zcsplice apply: rollback")?;
+            }
+            None => {
+                if let Ok(mut r) = repo.find_reference(&base_ref(branch)) {
+                    r.delete()?;
+                }
             }
         }
         if repo.head()?.peel_to_commit()?.id() != self.head_commit {

@@ -8,6 +8,27 @@ use std::path::{Path, PathBuf};
 /// built on, so that later commands run from that branch find it again.
 pub const BASE_KEY: &str = "zcspliceBase";
 
+/// The ref that records the same base where it travels with the branch:
+/// `git push`/`fetch` can carry refs/zcsplice/*, .git/config does not.
+pub fn base_ref(branch: &str) -> String {
+    format!("refs/zcsplice/base/{branch}")
+}
+
+/// The recorded base of `branch`: the git config entry, else the ref
+/// (a clone or fetch of the branch brings the ref only).
+pub fn base_of_branch(repo: &Repository, branch: &str) -> Result<Option<Oid>> {
+    let key = format!("branch.{branch}.{BASE_KEY}");
+    if let Ok(s) = repo.config()?.get_string(&key) {
+        return Ok(Some(
+            Oid::from_str(&s).with_context(|| format!("bad {key} in git config"))?,
+        ));
+    }
+    Ok(repo
+        .find_reference(&base_ref(branch))
+        .ok()
+        .and_then(|r| r.target()))
+}
+
 pub struct Tree {
     pub path: PathBuf,
     pub repo: Repository,
@@ -107,11 +128,5 @@ fn recorded_base(repo: &Repository) -> Result<Option<Oid>> {
     let Some(branch) = head.shorthand() else {
         return Ok(None);
     };
-    let key = format!("branch.{branch}.{BASE_KEY}");
-    match repo.config()?.get_string(&key) {
-        Ok(s) => Ok(Some(
-            Oid::from_str(&s).with_context(|| format!("bad {key} in git config"))?,
-        )),
-        Err(_) => Ok(None),
-    }
+    base_of_branch(repo, branch)
 }

@@ -108,6 +108,41 @@ fn render_apply_and_git_am_agree() {
         git(&t, &["symbolic-ref", "HEAD"]),
         "refs/heads/zcsplice/6.12.3"
     );
+    // The base is recorded where it travels with the branch, too.
+    assert_eq!(
+        git(&t, &["rev-parse", "refs/zcsplice/base/zcsplice/6.12.3"]),
+        base
+    );
+    // A clone that fetched the branch and its base ref, and has no
+    // zcsplice config: the base is found, so render gives the same series.
+    let clone = d.path().join("clone");
+    // (The clone checks out the source's HEAD: zcsplice/6.12.3.)
+    git(d.path(), &["clone", "-q", ts, clone.to_str().unwrap()]);
+    git(
+        &clone,
+        &["fetch", "-q", "origin", "refs/zcsplice/*:refs/zcsplice/*"],
+    );
+    assert_eq!(
+        git(&clone, &["symbolic-ref", "HEAD"]),
+        "refs/heads/zcsplice/6.12.3"
+    );
+    let again = d.path().join("out-clone");
+    ok(&zcsplice(
+        &[
+            "render",
+            "--tree",
+            clone.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ],
+        &fixture(),
+        d.path(),
+    ));
+    let cover2 = std::fs::read_to_string(again.join("0000-cover-letter.patch")).unwrap();
+    assert!(
+        cover2.contains(&format!("base-commit: {base}\n")),
+        "{cover2}"
+    );
     assert_eq!(
         git(&t, &["rev-list", "--count", &format!("{base}..HEAD")]),
         "2"

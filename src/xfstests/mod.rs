@@ -60,14 +60,16 @@ pub fn base_of(tree: &Path, branch: Option<&str>) -> Result<(String, String)> {
             head.shorthand().unwrap_or_default().to_string()
         }
     };
-    let key = format!("branch.{branch}.{}", crate::tree::BASE_KEY);
-    let base = repo.config()?.get_string(&key).map_err(|_| {
+    let base_oid = crate::tree::base_of_branch(&repo, &branch)?.ok_or_else(|| {
         anyhow!(
-            "--baseline: branch {branch} has no recorded base (git config {key}, written by \
-             `zcsplice apply`); build the series branch that apply made"
+            "--baseline: branch {branch} has no recorded base (git config \
+             branch.{branch}.{}, or ref {}, written by `zcsplice apply`); \
+             build the series branch that apply made",
+            crate::tree::BASE_KEY,
+            crate::tree::base_ref(&branch)
         )
     })?;
-    let base_oid = git2::Oid::from_str(&base).with_context(|| format!("bad {key}"))?;
+    let base = base_oid.to_string();
     let tip = repo.revparse_single(&branch)?.peel_to_commit()?.id();
     if tip == base_oid {
         bail!("--baseline: {branch} is its own base: it carries no series");
@@ -663,5 +665,19 @@ mod tests {
             .unwrap();
         let err = base_of(d.path(), None).unwrap_err().to_string();
         assert!(err.contains("is its own base"), "{err}");
+    }
+
+    #[test]
+    fn without_the_config_entry_the_base_ref_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let (base, _) = series_repo(d.path());
+        let repo = git2::Repository::open(d.path()).unwrap();
+        // What a fetch of the branch and refs/zcsplice/* brings: no config.
+        repo.reference("refs/zcsplice/base/zcsplice/1", base, true, "t")
+            .unwrap();
+        assert_eq!(
+            base_of(d.path(), None).unwrap(),
+            (base.to_string(), "master".to_string())
+        );
     }
 }
