@@ -6,6 +6,8 @@ use serde::Serialize;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::console::{self, Splat};
@@ -271,7 +273,13 @@ pub fn run(
         .collect();
     let images = disks::fresh(cache, &disks::TEST_DISKS)?;
     guest.disks = images.iter().map(|p| p.to_path_buf()).collect();
-    let b = boot(project, cache, image, logs, &guest, &opts.vm)?;
+    let done = AtomicBool::new(false);
+    let b = std::thread::scope(|s| {
+        s.spawn(|| watch_console(&logs.join("console.log"), names.len(), &done));
+        let b = boot(project, cache, image, logs, &guest, &opts.vm);
+        done.store(true, Ordering::Relaxed);
+        b
+    })?;
     let report = Report {
         verdict: b.verdict,
         kernel: kernel.to_string(),
@@ -289,6 +297,50 @@ pub fn run(
         serde_json::to_string_pretty(&report)?,
     )?;
     Ok(report)
+}
+
+/// What the guest runner's markers (vm/guest/run-tests.sh) say it is at:
+/// the test now running (1-based index, name), or None before the first.
+fn guest_at(console: &str) -> Option<(usize, String)> {
+    let mut at = None;
+    let mut started = 0;
+    for l in console.lines() {
+        let Some((_, m)) = l.split_once("zcsplice-guest: ") else {
+            continue;
+        };
+        if let Some(t) = m.strip_prefix("start ") {
+            started += 1;
+            at = Some((started, t.trim().to_string()));
+        }
+    }
+    at
+}
+
+/// Shows the boot's progress while it runs: elapsed time and the guest
+/// test it is at, from the console's markers. On a terminal a spinner;
+/// otherwise a plain line each time a test starts.
+fn watch_console(console: &Path, total: usize, done: &AtomicBool) {
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"),
+    );
+    bar.set_message("booting");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut last = None;
+    while !done.load(Ordering::Relaxed) {
+        let text = std::fs::read(console).unwrap_or_default();
+        let at = guest_at(&String::from_utf8_lossy(&text));
+        if at.is_some() && at != last {
+            let (i, name) = at.clone().expect("checked");
+            let msg = format!("test {i}/{total}: {name}");
+            if bar.is_hidden() {
+                eprintln!("zcsplice: [{:.0} s] {msg}", bar.elapsed().as_secs_f64());
+            }
+            bar.set_message(msg);
+            last = at;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bar.finish_and_clear();
 }
 
 /// Boots `image` under virtme-ng (KVM if a probe boot shows it works,
@@ -568,5 +620,19 @@ mod tests {
         );
         let head: String = CLEAN.lines().take(40).map(|l| format!("{l}\n")).collect();
         assert_eq!(verdict(false, &head, &[], &[]), Verdict::BootFailed);
+    }
+
+    #[test]
+    fn the_console_markers_say_which_test_runs() {
+        let c = "[ 1.0] Linux version 6.12\n\
+                 [ 9.0] zcsplice-guest: kernel 6.12 up, running 2\n";
+        assert_eq!(guest_at(c), None);
+        let c = format!("{c}[ 9.5] zcsplice-guest: start splice-integrity\n");
+        assert_eq!(guest_at(&c), Some((1, "splice-integrity".into())));
+        let c = format!(
+            "{c}[20.0] zcsplice-guest: end splice-integrity pass\n\
+             [20.1] zcsplice-guest: start splice-stress\n"
+        );
+        assert_eq!(guest_at(&c), Some((2, "splice-stress".into())));
     }
 }
