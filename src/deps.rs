@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::which;
+use crate::kernel::build::which;
 
 /// Debian packages: kernel build, guest boot, guest tests.
 pub const DEBIAN: &[&str] = &[

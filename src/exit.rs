@@ -56,7 +56,9 @@ pub fn usage(e: anyhow::Error) -> anyhow::Error {
 /// run` skips such a commit. A bad series definition stays a failure of
 /// its own (exit 1): every commit would be skipped for it.
 pub fn untestable(e: anyhow::Error) -> anyhow::Error {
-    if e.downcast_ref::<crate::template::TemplateError>().is_some() {
+    if e.downcast_ref::<crate::series::template::TemplateError>()
+        .is_some()
+    {
         return e;
     }
     anyhow::Error::new(Exit(SKIP, e))

@@ -7,7 +7,9 @@
 //! without this they would run on as orphans, each guest burning a host
 //! CPU under TCG until its timeout, their disk images left in the cache.
 
-use crate::{disks, import, procs};
+use crate::guest::disks;
+use crate::procs;
+use crate::tree::import;
 use anyhow::Result;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -117,7 +119,7 @@ mod tests {
                     let mut cmd = Command::new("sh");
                     cmd.args(["-c", script]).current_dir(dir);
                     let log = dir.join(format!("guest{i}.log"));
-                    crate::vm::run_with_timeout(&mut cmd, &log, Duration::from_secs(300))
+                    crate::guest::vm::run_with_timeout(&mut cmd, &log, Duration::from_secs(300))
                 });
             }
         });

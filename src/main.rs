@@ -1,31 +1,16 @@
 //! zcsplice: keeps the zero-copy splice-write series alive across kernels.
 
-mod apply;
-mod bench;
-mod build;
-mod console;
-mod controls;
-mod deps;
-mod disks;
-mod edit;
-mod exit;
-mod import;
-mod interrupt;
-mod kconfig;
-mod matrix;
-mod probe;
-mod procs;
-mod render;
-mod run;
-mod series;
-mod template;
-mod tree;
-mod vm;
-mod xfstests;
+use zcsplice::exit::{self, infrastructure, untestable};
+use zcsplice::guest::boot as guestboot;
+use zcsplice::kernel::build;
+use zcsplice::series::{self, apply, probe, render};
+use zcsplice::suites::{bench, controls, guest_tests as run, xfstests};
+use zcsplice::tree::{self, import};
+use zcsplice::workflows::matrix;
+use zcsplice::{deps, interrupt};
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use exit::{infrastructure, untestable};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -617,7 +602,7 @@ fn check_tests(cli: &Cli, tests: &[String]) -> Result<()> {
 fn run_opts(g: &GuestArgs, fault: Option<String>) -> run::RunOpts {
     run::RunOpts {
         tests: g.tests.clone(),
-        vm: run::VmOpts {
+        vm: guestboot::VmOpts {
             timeout: std::time::Duration::from_secs(g.timeout),
             memory: g.memory.clone(),
             cpus: 2,
@@ -663,7 +648,7 @@ fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bo
         eprintln!("zcsplice: control {}: {}", c.fault, c.why);
         let opts = run::RunOpts {
             tests: c.tests.clone(),
-            vm: run::VmOpts {
+            vm: guestboot::VmOpts {
                 timeout: std::time::Duration::from_secs(timeout),
                 memory: "2G".into(),
                 cpus: 2,
@@ -671,7 +656,7 @@ fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bo
             fault: Some(c.fault.clone()),
         };
         let report = build_and_run(cli, b, &opts)?;
-        if matches!(report.verdict, run::Verdict::VmFailed) {
+        if matches!(report.verdict, guestboot::Verdict::VmFailed) {
             return Err(infrastructure(anyhow!(
                 "control {}: the VM could not be started (logs: {})",
                 c.fault,
@@ -759,7 +744,7 @@ fn xfstests_report(cli: &Cli, x: &XfstestsArgs) -> Result<xfstests::Report> {
         mount_options: x.mount_options.clone(),
         tests,
         retries: x.retries,
-        vm: run::VmOpts {
+        vm: guestboot::VmOpts {
             timeout: std::time::Duration::from_secs(x.timeout),
             memory: x.memory.clone(),
             cpus: 2,
@@ -958,7 +943,7 @@ fn run(cli: &Cli) -> Result<u8> {
                 size: *size,
                 reps: *reps,
                 rows: bench::rows(fs)?,
-                vm: run::VmOpts {
+                vm: guestboot::VmOpts {
                     timeout: std::time::Duration::from_secs(*timeout),
                     memory: memory.clone(),
                     cpus: 2,

@@ -5,8 +5,8 @@ use anyhow::Result;
 use super::baseline::Status;
 use super::results::Res;
 use super::{Report, Row};
-use crate::console::Splat;
-use crate::run::Verdict;
+use crate::guest::boot::Verdict;
+use crate::guest::console::Splat;
 
 fn mmss(s: f64) -> String {
     let s = s.round() as u64;
@@ -240,7 +240,7 @@ pub fn junit(r: &Report) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xfstests::{BaselineInfo, Boot};
+    use crate::suites::xfstests::{BaselineInfo, Boot};
     use std::collections::BTreeMap;
 
     fn row(test: &str, status: Status, series: Res, base: Option<Res>, retries: &[Res]) -> Row {

@@ -7,7 +7,8 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-use crate::run::{Report, Verdict};
+use crate::guest::boot::Verdict;
+use crate::suites::guest_tests::Report;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,8 +91,8 @@ pub fn print_table(outcomes: &[Outcome]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::console::Splat;
-    use crate::run::TestResult;
+    use crate::guest::boot::TestResult;
+    use crate::guest::console::Splat;
 
     fn report(verdict: Verdict, tests: &[(&str, &str)], splat: bool) -> Report {
         Report {

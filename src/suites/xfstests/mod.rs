@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::console::Splat;
-use crate::disks::{self, Disk};
-use crate::run::{self, Verdict, VmOpts};
+use crate::guest::boot::{self as run, Verdict, VmOpts};
+use crate::guest::console::Splat;
+use crate::guest::disks::{self, Disk};
 use baseline::{Key, Status};
 use install::Install;
 use results::{Case, Res};

@@ -281,7 +281,7 @@ fn marker_of(dest: &Path) -> Option<(String, String)> {
 }
 
 fn describe(path: &Path, marker: &str, makefile: &str) -> Option<Imported> {
-    let (_, version) = crate::probe::kernel_version(makefile).ok()?;
+    let (_, version) = crate::series::probe::kernel_version(makefile).ok()?;
     let rest = marker.strip_prefix(MARKER)?.trim();
     let source = match rest.split_whitespace().collect::<Vec<_>>()[..] {
         ["debian", package, version, ..] => Source::Debian {

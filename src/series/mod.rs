@@ -1,12 +1,18 @@
 //! Loading the series definition: `patches/series.yaml`, `patches/probes.yaml`
 //! and one `patches/NNNN-*.yaml` per patch. Every error names the file and line.
 
+pub mod apply;
+pub mod edit;
+pub mod probe;
+pub mod render;
+pub mod template;
+
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use crate::probe::ProbeDef;
+use crate::series::probe::ProbeDef;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::kconfig;
+use crate::kernel::kconfig;
 use crate::procs;
 use crate::tree::{dirty_files, sanitize};
 

@@ -6,8 +6,9 @@ use anyhow::Result;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-use crate::run::Verdict;
-use crate::{render, run, xfstests};
+use crate::guest::boot::Verdict;
+use crate::series::render;
+use crate::suites::{guest_tests, xfstests};
 
 /// The stages, in the order a row runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -160,7 +161,7 @@ pub fn render_detail(r: &render::Rendered) -> String {
     s
 }
 
-pub fn run_outcome(r: &run::Report) -> Outcome {
+pub fn run_outcome(r: &guest_tests::Report) -> Outcome {
     let count = |res: &str| r.tests.iter().filter(|t| t.result == res).count();
     let mut detail = format!("{}/{} passed", count("pass"), r.tests.len());
     if count("skip") > 0 {

@@ -8,7 +8,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
-use crate::console::{self, Splat};
+use crate::guest::console::{self, Splat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -261,7 +261,7 @@ mod tests {
     // A real report from `zcsplice xfstests --mount-options "-o ro"
     // generic/029 generic/440 generic/249` on 6.12 under TCG (the read-only
     // scratch mount fails 029; no keyctl skips 440), its diff trimmed.
-    const XUNIT: &str = include_str!("../../tests/fixtures/xfstests/result.xml");
+    const XUNIT: &str = include_str!("../../../tests/fixtures/xfstests/result.xml");
 
     #[test]
     fn parses_the_real_xunit_report() {

@@ -1,19 +1,18 @@
-//! `zcsplice run`: boot a built kernel under virtme-ng, run the guest tests
-//! from vm/tests, and turn test results plus the console into one verdict.
+//! Booting a built kernel under virtme-ng: the guest runs a script from
+//! vm/guest with statically compiled programs, on fresh scratch disks, and
+//! its results plus the console become one verdict. The guest tests
+//! (suites/guest_tests.rs), the bench, the controls and xfstests all boot here.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::console::{self, Splat};
-use crate::disks;
 use crate::exit;
-use crate::vm;
+use crate::guest::console::{self, Splat};
+use crate::guest::vm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -61,29 +60,6 @@ pub struct TestResult {
     pub output: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub verdict: Verdict,
-    pub kernel: String,
-    pub accel: String,
-    pub accel_reason: String,
-    pub tests: Vec<TestResult>,
-    pub splats: Vec<Splat>,
-    pub seconds: f64,
-    pub logs: PathBuf,
-    /// Processes of the VM still alive after it was stopped (should be none).
-    pub leftovers: Vec<i32>,
-    /// vng's exit code (None when it was killed).
-    pub vm_exit_code: Option<i32>,
-}
-
-pub struct RunOpts {
-    pub tests: Vec<String>,
-    pub vm: VmOpts,
-    /// Written to the series' fault knob before the tests (negative control).
-    pub fault: Option<String>,
-}
-
 /// The guest machine and how long it may run.
 pub struct VmOpts {
     pub timeout: Duration,
@@ -129,21 +105,6 @@ pub struct Booted {
     pub finished: vm::Finished,
     /// The rwdir the guest wrote to, with console.log.
     pub logs: PathBuf,
-}
-
-/// Guest test names: every vm/tests/*.c (selftests only when asked by name).
-pub fn available_tests(project: &Path) -> Result<Vec<String>> {
-    let dir = project.join("vm/tests");
-    let mut v: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let stem = p.file_stem()?.to_string_lossy().to_string();
-            (p.extension()? == "c").then_some(stem)
-        })
-        .collect();
-    v.sort();
-    Ok(v)
 }
 
 /// Compiles guest programs (`<project>/<dir>/NAME.c`) statically: they run
@@ -246,103 +207,6 @@ pub fn verdict(timed_out: bool, console: &str, tests: &[TestResult], splats: &[S
     }
 }
 
-/// Boots `image` and runs the tests; `logs` receives console.log and the results.
-pub fn run(
-    project: &Path,
-    cache: &Path,
-    image: &Path,
-    kernel: &str,
-    logs: &Path,
-    opts: &RunOpts,
-) -> Result<Report> {
-    let names = if opts.tests.is_empty() {
-        available_tests(project)?
-            .into_iter()
-            .filter(|n| !n.starts_with("selftest-"))
-            .collect()
-    } else {
-        opts.tests.clone()
-    };
-    let bindir = cache.join("guest-bin");
-    compile_guest(project, "vm/tests", &names, &bindir)?;
-    let mut guest = Guest::tests(&bindir, &names)?;
-    guest.env = opts
-        .fault
-        .iter()
-        .map(|f| ("ZCSPLICE_FAULT", f.clone()))
-        .collect();
-    let images = disks::fresh(cache, &disks::TEST_DISKS)?;
-    guest.disks = images.iter().map(|p| p.to_path_buf()).collect();
-    let done = AtomicBool::new(false);
-    let b = std::thread::scope(|s| {
-        s.spawn(|| watch_console(&logs.join("console.log"), names.len(), &done));
-        let b = boot(project, cache, image, logs, &guest, &opts.vm);
-        done.store(true, Ordering::Relaxed);
-        b
-    })?;
-    let report = Report {
-        verdict: b.verdict,
-        kernel: kernel.to_string(),
-        accel: b.accel.to_string(),
-        accel_reason: b.accel_reason,
-        tests: b.tests,
-        splats: b.splats,
-        seconds: b.finished.seconds,
-        logs: b.logs.clone(),
-        leftovers: b.finished.leftovers,
-        vm_exit_code: b.finished.code,
-    };
-    std::fs::write(
-        b.logs.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
-    Ok(report)
-}
-
-/// What the guest runner's markers (vm/guest/run-tests.sh) say it is at:
-/// the test now running (1-based index, name), or None before the first.
-fn guest_at(console: &str) -> Option<(usize, String)> {
-    let mut at = None;
-    let mut started = 0;
-    for l in console.lines() {
-        let Some((_, m)) = l.split_once("zcsplice-guest: ") else {
-            continue;
-        };
-        if let Some(t) = m.strip_prefix("start ") {
-            started += 1;
-            at = Some((started, t.trim().to_string()));
-        }
-    }
-    at
-}
-
-/// Shows the boot's progress while it runs: elapsed time and the guest
-/// test it is at, from the console's markers. On a terminal a spinner;
-/// otherwise a plain line each time a test starts.
-fn watch_console(console: &Path, total: usize, done: &AtomicBool) {
-    let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("valid template"),
-    );
-    bar.set_message("booting");
-    bar.enable_steady_tick(Duration::from_millis(200));
-    let mut last = None;
-    while !done.load(Ordering::Relaxed) {
-        let text = std::fs::read(console).unwrap_or_default();
-        let at = guest_at(&String::from_utf8_lossy(&text));
-        if at.is_some() && at != last {
-            let (i, name) = at.clone().expect("checked");
-            let msg = format!("test {i}/{total}: {name}");
-            if bar.is_hidden() {
-                eprintln!("zcsplice: [{:.0} s] {msg}", bar.elapsed().as_secs_f64());
-            }
-            bar.set_message(msg);
-            last = at;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    bar.finish_and_clear();
-}
-
 /// Boots `image` under virtme-ng (KVM if a probe boot shows it works,
 /// else TCG) and runs the guest programs with vm/guest/run-tests.sh; `logs`
 /// is the guest's rwdir and receives console.log and the results.
@@ -419,138 +283,15 @@ pub fn boot(
     })
 }
 
-pub fn print_table(r: &Report) {
-    println!(
-        "kernel {} under {} ({})",
-        r.kernel,
-        r.accel.to_uppercase(),
-        r.accel_reason
-    );
-    let w = r
-        .tests
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    println!("{:w$}  {:10}  {:>8}", "TEST", "RESULT", "SECONDS");
-    for t in &r.tests {
-        println!("{:w$}  {:10}  {:>8.1}", t.name, t.result, t.seconds);
-    }
-    for t in r.tests.iter().filter(|t| t.result == "fail") {
-        println!("\n--- output of {} ---\n{}", t.name, t.output.trim_end());
-    }
-    for s in &r.splats {
-        let during = s
-            .test
-            .as_deref()
-            .map(|t| format!(" (during {t})"))
-            .unwrap_or_default();
-        println!("\n--- kernel report: {}{during} ---\n{}", s.kind, s.text);
-    }
-    if !r.leftovers.is_empty() {
-        println!(
-            "\nwarning: VM processes still alive after the run: {:?}",
-            r.leftovers
-        );
-    }
-    let why = match r.verdict {
-        Verdict::Timeout => " (hard timeout: the VM and all its processes were killed)",
-        Verdict::VmFailed => " (the VM did not start: see console.log)",
-        Verdict::BootFailed => " (the kernel never reached the test runner)",
-        _ => "",
-    };
-    println!(
-        "\nverdict: {}{why} after {:.0} s\nlogs: {}",
-        r.verdict.as_str(),
-        r.seconds,
-        r.logs.display()
-    );
-}
-
-/// JUnit XML, one testcase per guest test, plus one for the console.
-pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
-    use quick_xml::events::{BytesCData, BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let failures = r
-        .tests
-        .iter()
-        .filter(|t| t.result == "fail" || t.result == "incomplete")
-        .count()
-        + usize::from(!r.splats.is_empty());
-    let skipped = r.tests.iter().filter(|t| t.result == "skip").count();
-    let mut suite = BytesStart::new("testsuite");
-    suite.push_attribute(("name", format!("zcsplice {}", r.kernel).as_str()));
-    suite.push_attribute(("tests", (r.tests.len() + 1).to_string().as_str()));
-    suite.push_attribute(("failures", failures.to_string().as_str()));
-    suite.push_attribute(("skipped", skipped.to_string().as_str()));
-    suite.push_attribute(("time", format!("{:.1}", r.seconds).as_str()));
-    w.write_event(Event::Start(suite))?;
-    let mut case = |name: &str,
-                    secs: f64,
-                    failure: Option<(&str, &str)>,
-                    skip: bool,
-                    out: &str|
-     -> Result<()> {
-        let mut c = BytesStart::new("testcase");
-        c.push_attribute(("classname", "zcsplice.guest"));
-        c.push_attribute(("name", name));
-        c.push_attribute(("time", format!("{secs:.1}").as_str()));
-        w.write_event(Event::Start(c))?;
-        if let Some((msg, text)) = failure {
-            let mut f = BytesStart::new("failure");
-            f.push_attribute(("message", msg));
-            w.write_event(Event::Start(f))?;
-            w.write_event(Event::Text(BytesText::new(text)))?;
-            w.write_event(Event::End(BytesEnd::new("failure")))?;
-        }
-        if skip {
-            w.write_event(Event::Empty(BytesStart::new("skipped")))?;
-        }
-        if !out.is_empty() {
-            w.write_event(Event::Start(BytesStart::new("system-out")))?;
-            w.write_event(Event::CData(BytesCData::new(
-                out.replace("]]>", "]]]]><![CDATA[>"),
-            )))?;
-            w.write_event(Event::End(BytesEnd::new("system-out")))?;
-        }
-        w.write_event(Event::End(BytesEnd::new("testcase")))?;
-        Ok(())
-    };
-    for t in &r.tests {
-        let fail = matches!(t.result.as_str(), "fail" | "incomplete")
-            .then_some((t.result.as_str(), t.output.as_str()));
-        case(&t.name, t.seconds, fail, t.result == "skip", &t.output)?;
-    }
-    let reports: Vec<String> = r.splats.iter().map(|s| s.text.clone()).collect();
-    let text = reports.join("\n\n");
-    let msg = format!(
-        "{} kernel report(s); verdict {}",
-        r.splats.len(),
-        r.verdict.as_str()
-    );
-    case(
-        "console",
-        0.0,
-        (!r.splats.is_empty()).then_some((msg.as_str(), text.as_str())),
-        false,
-        "",
-    )?;
-    w.write_event(Event::End(BytesEnd::new("testsuite")))?;
-    std::fs::write(path, w.into_inner())?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     // Real consoles captured from `zcsplice run` on Debian's 6.12 under TCG.
-    const CLEAN: &str = include_str!("../tests/fixtures/console/clean-6.12.log");
-    const WARN: &str = include_str!("../tests/fixtures/console/warn-6.12.log");
-    const PANIC: &str = include_str!("../tests/fixtures/console/panic-6.12.log");
-    const HANG: &str = include_str!("../tests/fixtures/console/hang-6.12.log");
+    const CLEAN: &str = include_str!("../../tests/fixtures/console/clean-6.12.log");
+    const WARN: &str = include_str!("../../tests/fixtures/console/warn-6.12.log");
+    const PANIC: &str = include_str!("../../tests/fixtures/console/panic-6.12.log");
+    const HANG: &str = include_str!("../../tests/fixtures/console/hang-6.12.log");
 
     fn t(name: &str, result: &str) -> TestResult {
         TestResult {
@@ -620,19 +361,5 @@ mod tests {
         );
         let head: String = CLEAN.lines().take(40).map(|l| format!("{l}\n")).collect();
         assert_eq!(verdict(false, &head, &[], &[]), Verdict::BootFailed);
-    }
-
-    #[test]
-    fn the_console_markers_say_which_test_runs() {
-        let c = "[ 1.0] Linux version 6.12\n\
-                 [ 9.0] zcsplice-guest: kernel 6.12 up, running 2\n";
-        assert_eq!(guest_at(c), None);
-        let c = format!("{c}[ 9.5] zcsplice-guest: start splice-integrity\n");
-        assert_eq!(guest_at(&c), Some((1, "splice-integrity".into())));
-        let c = format!(
-            "{c}[20.0] zcsplice-guest: end splice-integrity pass\n\
-             [20.1] zcsplice-guest: start splice-stress\n"
-        );
-        assert_eq!(guest_at(&c), Some((2, "splice-stress".into())));
     }
 }

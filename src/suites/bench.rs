@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::disks;
 use crate::exit::Exit;
-use crate::run::{self, Guest, Verdict, VmOpts};
+use crate::guest::boot::{self as run, Guest, Verdict, VmOpts};
+use crate::guest::disks;
 
 /// The guest program, vm/bench/NAME.c.
 const PROGRAM: &str = "splice-bench";
@@ -1093,7 +1093,7 @@ mod tests {
             }],
             splats: vec![],
             verdict,
-            finished: crate::vm::Finished {
+            finished: crate::guest::vm::Finished {
                 timed_out: verdict == Verdict::Timeout,
                 code: Some(0),
                 seconds: 1.0,
@@ -1121,7 +1121,7 @@ mod tests {
         assert!(msg.contains(no_series), "{msg}");
 
         let mut b = booted("pass", "", Verdict::Fail);
-        b.splats = crate::console::splats(
+        b.splats = crate::guest::console::splats(
             "WARNING: CPU: 0 PID: 7 at mm/filemap.c:1 f+0x1/0x2\n---[ end trace 0 ]---\n",
         );
         let (code, msg) = exit_code(judge(&b, t));

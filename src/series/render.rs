@@ -11,10 +11,10 @@ use minijinja::{context, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::edit;
-use crate::probe::Probed;
+use crate::series::edit;
+use crate::series::probe::Probed;
+use crate::series::template::Templates;
 use crate::series::{At, PatchDef, Series};
-use crate::template::Templates;
 use crate::tree::Tree;
 
 pub struct RenderedPatch {

@@ -1,5 +1,7 @@
 //! A kernel tree: a git repository and the base commit the series renders on.
 
+pub mod import;
+
 use anyhow::{anyhow, bail, Context, Result};
 use git2::{Oid, Repository, StatusOptions};
 use std::path::{Path, PathBuf};

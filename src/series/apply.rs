@@ -5,7 +5,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use git2::{build::CheckoutBuilder, BranchType, Oid, Repository};
 
-use crate::render::Rendered;
+use crate::series::render::Rendered;
 use crate::tree::{base_ref, dirty_files, Tree, BASE_KEY};
 
 pub enum Outcome {

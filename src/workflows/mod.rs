@@ -1,0 +1,3 @@
+//! Stages chained over trees.
+
+pub mod matrix;
