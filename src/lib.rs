@@ -10,6 +10,7 @@
 //!
 //! Process-wide: `exit` (the exit-code map), `procs` and `interrupt` (child
 //! process groups and the signal handler), `deps` (installing tools).
+//! `report`: the one style of tables and JUnit XML that the others use.
 //! The CLI (src/main.rs, src/cli/) parses, dispatches and prints; nothing
 //! here imports it.
 
@@ -19,6 +20,7 @@ pub mod guest;
 pub mod interrupt;
 pub mod kernel;
 pub mod procs;
+pub mod report;
 pub mod series;
 pub mod suites;
 pub mod tree;

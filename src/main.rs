@@ -562,7 +562,7 @@ fn do_run(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        run::print_table(&report);
+        print!("{}", run::table(&report));
     }
     if let Some(j) = junit {
         run::write_junit(&report, j)?;
@@ -668,7 +668,7 @@ fn do_controls(cli: &Cli, b: &BuildArgs, only: &[String], timeout: u64, json: bo
     if json {
         println!("{}", serde_json::to_string_pretty(&outcomes)?);
     } else {
-        controls::print_table(&outcomes);
+        print!("{}", controls::table(&outcomes));
     }
     Ok(u8::from(outcomes.iter().any(|o| !o.caught)))
 }

@@ -495,52 +495,63 @@ pub fn table(b: &Bench) -> String {
             show_size(h.dirty_bytes)
         );
     }
-    out += &format!(
-        "\n{:10} {:5} {:>9} {:>19}  {:>10} {:>19}  {:>7} {:>8}\n",
-        "FS", "MODE", "MiB/s", "[min-max]", "sys s/GiB", "[min-max]", "moved", "fallback"
+    let mut t = crate::report::table(
+        [
+            "FS",
+            "MODE",
+            "MiB/s",
+            "[min-max]",
+            "sys s/GiB",
+            "[min-max]",
+            "moved",
+            "fallback",
+        ],
+        &[2, 3, 4, 5, 6, 7],
     );
     for c in &s.cells {
         let fb: i64 = c.splice_move_fallback.iter().sum();
-        out += &format!(
-            "{:10} {:5} {:>9.1} {:>19}  {:>10.3} {:>19}  {:>6.1}% {:>8}\n",
-            c.fs,
-            c.mode,
-            c.mib_per_s.median,
+        t.add_row([
+            c.fs.clone(),
+            c.mode.clone(),
+            format!("{:.1}", c.mib_per_s.median),
             format!("[{:.1}-{:.1}]", c.mib_per_s.min, c.mib_per_s.max),
-            c.sys_s_per_gib.median,
+            format!("{:.3}", c.sys_s_per_gib.median),
             format!("[{:.3}-{:.3}]", c.sys_s_per_gib.min, c.sys_s_per_gib.max),
-            c.moved_share_min * 100.0,
-            fb
-        );
+            format!("{:.1}%", c.moved_share_min * 100.0),
+            fb.to_string(),
+        ]);
     }
+    out += &format!("\n{}\n", t.trim_fmt());
     let g = &s.goals;
-    out += &format!(
-        "\n{:10} {:>10} {:>15} {:>7}  {:>10} {:>15} {:>7}  {:>10}\n",
-        "MOVE/COPY",
-        "throughput",
-        "[paired reps]",
-        format!(">={}x", g.throughput_min),
-        "sys CPU",
-        "[paired reps]",
-        format!("<={}x", g.sys_cpu_max),
-        "copy share"
+    let mut t = crate::report::table(
+        [
+            "MOVE/COPY".to_string(),
+            "throughput".to_string(),
+            "[paired reps]".to_string(),
+            format!(">={}x", g.throughput_min),
+            "sys CPU".to_string(),
+            "[paired reps]".to_string(),
+            format!("<={}x", g.sys_cpu_max),
+            "copy share".to_string(),
+        ],
+        &[1, 2, 3, 4, 5, 6, 7],
     );
     for r in &s.ratios {
-        out += &format!(
-            "{:10} {:>9.2}x {:>15} {:>7}  {:>9.2}x {:>15} {:>7}  {:>9.1}%\n",
-            r.fs,
-            r.throughput,
+        t.add_row([
+            r.fs.clone(),
+            format!("{:.2}x", r.throughput),
             format!(
                 "[{:.2}-{:.2}]",
                 r.throughput_paired.min, r.throughput_paired.max
             ),
-            met_or_na(r.throughput_goal_met),
-            r.sys_cpu,
+            met_or_na(r.throughput_goal_met).to_string(),
+            format!("{:.2}x", r.sys_cpu),
             format!("[{:.2}-{:.2}]", r.sys_cpu_paired.min, r.sys_cpu_paired.max),
-            met_or_na(r.sys_cpu_goal_met),
-            r.copy_share * 100.0
-        );
+            met_or_na(r.sys_cpu_goal_met).to_string(),
+            format!("{:.1}%", r.copy_share * 100.0),
+        ]);
     }
+    out += &format!("\n{}\n", t.trim_fmt());
     let lowest = s
         .ratios
         .iter()
@@ -1188,8 +1199,20 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("ext4"), "{t}");
-        assert!(t.contains("tmpfs      move     1024.0"), "{t}");
-        assert!(t.contains("100.0%"), "{t}");
+        assert!(
+            t.contains(
+                "\nFS     MODE   MiB/s        [min-max]  sys s/GiB      [min-max]   moved  fallback\n\
+                 tmpfs  move  1024.0  [1024.0-1024.0]      0.500  [0.500-0.500]  100.0%         0\n\
+                 tmpfs  copy   512.0    [512.0-512.0]      1.000  [1.000-1.000]    0.0%         0\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains(
+                "\nMOVE/COPY  throughput  [paired reps]  >=1.5x  sys CPU  [paired reps]  <=0.6x  copy share\n"
+            ),
+            "{t}"
+        );
         assert!(t.contains("tmpfs           2.00x"), "{t}");
         assert!(t.contains("one page copy (2.00 us here, movq loop)"), "{t}");
         assert!(t.contains("ramfs           0.91x"), "{t}");
@@ -1227,15 +1250,15 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("ext4+fsync times the fsync() too"), "{t}");
-        assert!(t.contains("ext4       move     1024.0"), "{t}");
-        assert!(t.contains("ext4+fsync copy      196.9"), "{t}");
+        assert!(t.contains("\next4        move  1024.0"), "{t}");
+        assert!(t.contains("\next4+fsync  copy   196.9"), "{t}");
         assert!(
-            t.contains("ext4            2.00x     [2.00-2.00]     met       0.50x"),
+            t.contains("\next4             2.00x    [2.00-2.00]     met    0.50x"),
             "{t}"
         );
         assert!(
             t.contains(
-                "ext4+fsync      1.04x     [1.04-1.04]     n/a       0.95x     [0.95-0.95]     n/a"
+                "\next4+fsync       1.04x    [1.04-1.04]     n/a    0.95x    [0.95-0.95]     n/a       26.2%\n"
             ),
             "{t}"
         );

@@ -72,20 +72,24 @@ pub fn judge(fault: &str, r: &Report) -> Outcome {
     }
 }
 
-pub fn print_table(outcomes: &[Outcome]) {
-    println!("{:<18} {:<8} {:<7} evidence", "fault", "verdict", "caught");
+/// One line per fault: its verdict, whether the tests caught it, and the
+/// evidence, one item a line.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut t = crate::report::table(["fault", "verdict", "caught", "evidence"], &[]);
     for o in outcomes {
-        let first = o.evidence.first().map_or("-", String::as_str);
-        println!(
-            "{:<18} {:<8} {:<7} {first}",
-            o.fault,
-            o.verdict.as_str(),
-            if o.caught { "yes" } else { "MISSED" }
-        );
-        for e in o.evidence.iter().skip(1) {
-            println!("{:<35} {e}", "");
-        }
+        let evidence = if o.evidence.is_empty() {
+            "-".to_string()
+        } else {
+            o.evidence.join("\n")
+        };
+        t.add_row([
+            o.fault.clone(),
+            o.verdict.as_str().to_string(),
+            if o.caught { "yes" } else { "MISSED" }.to_string(),
+            evidence,
+        ]);
     }
+    t.trim_fmt() + "\n"
 }
 
 #[cfg(test)]
@@ -141,6 +145,22 @@ mod tests {
                 "BUG: Bad page state in process x",
                 "t: incomplete (FAIL: 3 failures)"
             ]
+        );
+    }
+
+    #[test]
+    fn the_table_has_a_line_per_fault_and_per_item_of_evidence() {
+        let caught = judge(
+            "kmem-charge",
+            &report(Verdict::Crash, &[("t", "incomplete")], true),
+        );
+        let missed = judge("x", &report(Verdict::Pass, &[("t", "pass")], false));
+        assert_eq!(
+            table(&[caught, missed]),
+            "fault        verdict  caught  evidence\n\
+             kmem-charge  crash    yes     BUG: Bad page state in process x\n\
+             \x20                             t: incomplete (FAIL: 3 failures)\n\
+             x            pass     MISSED  -\n"
         );
     }
 

@@ -148,26 +148,27 @@ fn watch_console(console: &Path, total: usize, done: &AtomicBool) {
     bar.finish_and_clear();
 }
 
-pub fn print_table(r: &Report) {
-    println!(
-        "kernel {} under {} ({})",
+/// The human report: the kernel, a table of the tests, the output of the
+/// failures, the kernel reports, the verdict and the logs.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = format!(
+        "kernel {} under {} ({})\n",
         r.kernel,
         r.accel.to_uppercase(),
         r.accel_reason
     );
-    let w = r
-        .tests
-        .iter()
-        .map(|t| t.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    println!("{:w$}  {:10}  {:>8}", "TEST", "RESULT", "SECONDS");
-    for t in &r.tests {
-        println!("{:w$}  {:10}  {:>8.1}", t.name, t.result, t.seconds);
+    let mut t = crate::report::table(["TEST", "RESULT", "SECONDS"], &[2]);
+    for x in &r.tests {
+        t.add_row([
+            x.name.clone(),
+            x.result.clone(),
+            format!("{:.1}", x.seconds),
+        ]);
     }
+    let _ = writeln!(o, "{}", t.trim_fmt());
     for t in r.tests.iter().filter(|t| t.result == "fail") {
-        println!("\n--- output of {} ---\n{}", t.name, t.output.trim_end());
+        let _ = writeln!(o, "\n--- output of {} ---\n{}", t.name, t.output.trim_end());
     }
     for s in &r.splats {
         let during = s
@@ -175,10 +176,11 @@ pub fn print_table(r: &Report) {
             .as_deref()
             .map(|t| format!(" (during {t})"))
             .unwrap_or_default();
-        println!("\n--- kernel report: {}{during} ---\n{}", s.kind, s.text);
+        let _ = writeln!(o, "\n--- kernel report: {}{during} ---\n{}", s.kind, s.text);
     }
     if !r.leftovers.is_empty() {
-        println!(
+        let _ = writeln!(
+            o,
             "\nwarning: VM processes still alive after the run: {:?}",
             r.leftovers
         );
@@ -189,12 +191,14 @@ pub fn print_table(r: &Report) {
         Verdict::BootFailed => " (the kernel never reached the test runner)",
         _ => "",
     };
-    println!(
+    let _ = writeln!(
+        o,
         "\nverdict: {}{why} after {:.0} s\nlogs: {}",
         r.verdict.as_str(),
         r.seconds,
         r.logs.display()
     );
+    o
 }
 
 /// JUnit XML, one testcase per guest test, plus one for the console.
@@ -274,6 +278,53 @@ pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn report() -> Report {
+        let test = |name: &str, result: &str, seconds: f64, output: &str| TestResult {
+            name: name.into(),
+            result: result.into(),
+            seconds,
+            output: output.into(),
+        };
+        Report {
+            verdict: Verdict::Fail,
+            kernel: "6.12.117".into(),
+            accel: "kvm".into(),
+            accel_reason: "/dev/kvm usable".into(),
+            tests: vec![
+                test("splice-integrity", "pass", 12.34, ""),
+                test("splice-stress", "fail", 3.0, "FAIL: a < b\n"),
+                test("t", "skip", 0.0, ""),
+            ],
+            splats: vec![Splat {
+                kind: "WARNING".into(),
+                title: "WARNING: at mm/filemap.c:1 f".into(),
+                test: Some("splice-stress".into()),
+                text: "WARNING: at mm/filemap.c:1 f".into(),
+            }],
+            seconds: 61.0,
+            logs: "/logs/run".into(),
+            leftovers: vec![],
+            vm_exit_code: Some(0),
+        }
+    }
+
+    #[test]
+    fn the_table_lists_the_tests_then_the_failures_and_the_verdict() {
+        let t = table(&report());
+        assert_eq!(
+            t,
+            "kernel 6.12.117 under KVM (/dev/kvm usable)\n\
+             TEST              RESULT  SECONDS\n\
+             splice-integrity  pass       12.3\n\
+             splice-stress     fail        3.0\n\
+             t                 skip        0.0\n\
+             \n--- output of splice-stress ---\nFAIL: a < b\n\
+             \n--- kernel report: WARNING (during splice-stress) ---\n\
+             WARNING: at mm/filemap.c:1 f\n\
+             \nverdict: fail after 61 s\nlogs: /logs/run\n"
+        );
+    }
 
     #[test]
     fn the_console_markers_say_which_test_runs() {

@@ -216,34 +216,25 @@ pub fn xfstests_outcome(r: &xfstests::Report) -> Outcome {
 pub fn table(rows: &[Row]) -> String {
     use std::fmt::Write;
     let stages = rows.first().map_or(&[][..], |r| &r.stages[..]);
-    let mut grid = vec![std::iter::once("TREE".to_string())
+    let header: Vec<String> = std::iter::once("TREE".to_string())
         .chain(stages.iter().map(|c| c.name.as_str().to_uppercase()))
         .chain(["LOGS".to_string()])
-        .collect::<Vec<_>>()];
+        .collect();
+    let mut t = crate::report::table(header, &[]);
     for r in rows {
         let cells = r.stages.iter().map(|c| match c.status {
             Status::Pass => format!("pass {}", c.detail).trim_end().to_string(),
             Status::Fail => "FAIL".into(),
             Status::NotRun => "not run".into(),
         });
-        grid.push(
+        t.add_row(
             std::iter::once(r.tree.display().to_string())
                 .chain(cells)
                 .chain([r.logs.display().to_string()])
-                .collect(),
+                .collect::<Vec<_>>(),
         );
     }
-    let widths: Vec<usize> = (0..grid[0].len())
-        .map(|i| grid.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut o = String::new();
-    for line in &grid {
-        let (last, cols) = line.split_last().expect("a line has columns");
-        for (c, w) in cols.iter().zip(&widths) {
-            let _ = write!(o, "{c:w$}  ");
-        }
-        let _ = writeln!(o, "{last}");
-    }
+    let mut o = t.trim_fmt() + "\n";
     for r in rows {
         for c in r.stages.iter().filter(|c| c.status == Status::Fail) {
             let _ = writeln!(

@@ -18,53 +18,39 @@ pub fn table(r: &Report) -> String {
     use std::fmt::Write;
     let mut o = String::new();
     let with_base = r.baseline.is_some();
-    let w = r
-        .tests
-        .iter()
-        .map(|t| t.test.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
     let base_col = |t: &Row| match t.baseline {
         Some(b) => format!("{}{}", b.as_str(), if t.baseline_cached { "*" } else { "" }),
         None => "-".into(),
     };
-    if with_base {
-        let _ = writeln!(
-            o,
-            "{:w$}  {:11}  {:10}  {:>7}  {:14}  STATUS",
-            "TEST", "BASELINE", "SERIES", "SECONDS", "RETRIES"
-        );
+    let mut tab = if with_base {
+        crate::report::table(
+            ["TEST", "BASELINE", "SERIES", "SECONDS", "RETRIES", "STATUS"],
+            &[3],
+        )
     } else {
-        let _ = writeln!(o, "{:w$}  {:10}  {:>7}", "TEST", "RESULT", "SECONDS");
-    }
+        crate::report::table(["TEST", "RESULT", "SECONDS"], &[2])
+    };
     for t in &r.tests {
+        let seconds = format!("{:.0}", t.seconds);
         if with_base {
             let retries: Vec<&str> = t.retries.iter().map(|r| r.as_str()).collect();
-            let _ = writeln!(
-                o,
-                "{:w$}  {:11}  {:10}  {:>7.0}  {:14}  {}",
-                t.test,
+            tab.add_row([
+                t.test.clone(),
                 base_col(t),
-                t.series.as_str(),
-                t.seconds,
+                t.series.as_str().to_string(),
+                seconds,
                 if retries.is_empty() {
                     "-".into()
                 } else {
                     retries.join(",")
                 },
-                t.status.as_str()
-            );
+                t.status.as_str().to_string(),
+            ]);
         } else {
-            let _ = writeln!(
-                o,
-                "{:w$}  {:10}  {:>7.0}",
-                t.test,
-                t.series.as_str(),
-                t.seconds
-            );
+            tab.add_row([t.test.clone(), t.series.as_str().to_string(), seconds]);
         }
     }
+    let _ = writeln!(o, "{}", tab.trim_fmt());
     if r.tests.iter().any(|t| t.baseline_cached) {
         let _ = writeln!(o, "(* baseline result from the cache)");
     }
@@ -330,7 +316,14 @@ mod tests {
         assert_eq!(r.exit_code(), 1);
         let t = table(&r);
         assert!(
-            t.contains("generic/004  pass*        fail             12  fail,fail       REGRESSION"),
+            t.starts_with(
+                "TEST         BASELINE  SERIES  SECONDS  RETRIES    STATUS\n\
+                 generic/001  pass*     pass         12  -          pass\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("\ngeneric/004  pass*     fail         12  fail,fail  REGRESSION\n"),
             "{t}"
         );
         assert!(
@@ -363,7 +356,15 @@ mod tests {
             text: "WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 f".into(),
         });
         assert_eq!(r.exit_code(), 1);
-        assert!(table(&r).contains("kernel report outside any test (series boot)"));
+        let t = table(&r);
+        assert!(
+            t.starts_with(
+                "TEST         RESULT  SECONDS\n\
+                 generic/001  pass         12\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("kernel report outside any test (series boot)"));
         assert!(junit(&r)
             .unwrap()
             .contains("1 kernel report(s) outside the tests"));
