@@ -54,7 +54,7 @@ pub fn apt_install(pkgs: &[&str]) -> Result<()> {
             pkgs.join(" ")
         );
     }
-    eprintln!("zcsplice: installing {} (apt-get)", pkgs.join(" "));
+    log::info!("installing {} (apt-get)", pkgs.join(" "));
     // A fresh machine may have no package lists yet.
     duct::cmd!("apt-get", "update", "-qq")
         .stdout_to_stderr()
@@ -76,7 +76,7 @@ pub fn ensure() -> Result<()> {
         apt_install(&missing)?;
     }
     if !which("vng") {
-        eprintln!("zcsplice: installing virtme-ng (pip)");
+        log::info!("installing virtme-ng (pip)");
         duct::cmd!("python3", "-m", "pip", "install", "--quiet", "virtme-ng")
             .stdout_to_stderr()
             .run()

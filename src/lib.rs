@@ -15,11 +15,13 @@
 //! here imports it.
 
 pub mod deps;
+pub mod env;
 pub mod exit;
 pub mod guest;
 pub mod interrupt;
 pub mod kernel;
 pub mod procs;
+pub mod progress;
 pub mod report;
 pub mod series;
 pub mod suites;

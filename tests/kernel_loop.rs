@@ -66,15 +66,9 @@ fn run_json(t: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
 }
 
 fn qemu_processes_for(image_dir: &str) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| {
-            let pid = e.ok()?.file_name().to_str()?.parse::<u32>().ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains(image_dir) && (cmd.contains("qemu") || cmd.contains("virtiofsd")))
-                .then_some(cmd)
-        })
+    processes_with(image_dir)
+        .into_iter()
+        .filter(|cmd| cmd.contains("qemu") || cmd.contains("virtiofsd"))
         .collect()
 }
 

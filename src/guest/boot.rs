@@ -61,6 +61,7 @@ pub struct TestResult {
 }
 
 /// The guest machine and how long it may run.
+#[derive(Debug, Clone)]
 pub struct VmOpts {
     pub timeout: Duration,
     pub memory: String,
@@ -224,10 +225,7 @@ pub fn boot(
     let kvm = vm::probe_kvm(image, cache, Duration::from_secs(15));
     let accel = if kvm.usable { "kvm" } else { "tcg" };
     if !kvm.usable {
-        eprintln!(
-            "zcsplice: KVM not usable ({}); using TCG emulation",
-            kvm.reason
-        );
+        log::info!("KVM not usable ({}); using TCG emulation", kvm.reason);
     }
     let runner = project.join(guest.script).canonicalize()?;
     let mut exec = String::new();

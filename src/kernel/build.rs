@@ -5,7 +5,6 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use git2::{ObjectType, Oid, Repository};
-use indicatif::{ProgressBar, ProgressStyle};
 use regex::Regex;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
@@ -16,6 +15,52 @@ use std::time::{Duration, Instant};
 use crate::kernel::kconfig;
 use crate::procs;
 use crate::tree::{dirty_files, sanitize};
+
+/// How a kernel is configured and built, whichever tree and branch.
+#[derive(Debug, Clone, Default)]
+pub struct KernelOpts {
+    /// Extra config fragments, applied after vm/config/*.config.
+    pub fragments: Vec<PathBuf>,
+    pub kasan: bool,
+    /// Parallel make jobs; None: the number of CPUs.
+    pub jobs: Option<usize>,
+}
+
+/// What to build: a tree, a branch of it (None: what is checked out), how.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub tree: PathBuf,
+    pub branch: Option<String>,
+    pub kernel: KernelOpts,
+}
+
+/// Builds what `req` asks for; a compiler failure is untestable (exit
+/// 125: bisect skips the commit).
+pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> {
+    let opts = BuildOpts {
+        branch: req.branch.clone(),
+        fragments: req.kernel.fragments.clone(),
+        kasan: req.kernel.kasan,
+        jobs: req
+            .kernel
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    };
+    let built =
+        build(&env.series, &env.cache, &req.tree, &opts).map_err(crate::exit::untestable)?;
+    if built.up_to_date {
+        log::info!("kernel up to date: {}", built.image.display());
+    } else {
+        log::info!(
+            "built {} in {:.0} s ({} steps); log: {}",
+            built.image.display(),
+            built.seconds,
+            built.objects,
+            built.log.display()
+        );
+    }
+    Ok(built)
+}
 
 pub struct BuildOpts {
     /// Build this branch (a worktree in the cache when it is not checked out).
@@ -139,7 +184,7 @@ pub fn source(
     }
     if !wt.join(".git").exists() {
         std::fs::create_dir_all(wt.parent().unwrap())?;
-        eprintln!("zcsplice: checking out {branch} in {}", wt.display());
+        log::info!("checking out {branch} in {}", wt.display());
         duct::cmd!("git", "-C", tree, "worktree", "prune").run()?;
         duct::cmd!("git", "-C", tree, "worktree", "add", "--quiet", "--detach", &wt, &id)
             .run()
@@ -269,8 +314,8 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
         .into_iter()
         .partition(|(s, _)| kconfig::symbol_defined(src, &s.name));
     for (s, _) in &unknown {
-        eprintln!(
-            "zcsplice: {}:{}: {} does not exist in this tree; left out",
+        log::info!(
+            "{}:{}: {} does not exist in this tree; left out",
             s.file.display(),
             s.line,
             s.name
@@ -359,13 +404,84 @@ pub fn build(project: &Path, cache: &Path, tree: &Path, opts: &BuildOpts) -> Res
         if let Some(built) = build_locked(project, cache, tree, opts, false)? {
             return Ok(built);
         }
-        eprintln!(
-            "zcsplice: waiting for another zcsplice build ({} is locked)",
+        log::info!(
+            "waiting for another zcsplice build ({} is locked)",
             path.display()
         );
         lock.lock()?;
     }
     Ok(build_locked(project, cache, tree, opts, true)?.expect("a build was allowed"))
+}
+
+/// Runs `make bzImage` in its own process group, its output into `log`,
+/// with a progress bar over the objects (the count of the last build);
+/// returns make's status and how many objects it built.
+fn run_make(
+    src: &Path,
+    outdir: &Path,
+    jobs: usize,
+    prev_objects: Option<u64>,
+    log: &mut std::fs::File,
+) -> Result<(std::process::ExitStatus, usize)> {
+    let start = Instant::now();
+    let pb = match prev_objects {
+        Some(n) => crate::progress::bar(n, "objects"),
+        None => crate::progress::counter("objects"),
+    };
+    let mut args = make_vars(outdir, jobs);
+    args.push("bzImage".into());
+    let make = duct::cmd("make", &args)
+        .dir(src)
+        .env("CCACHE_BASEDIR", common_ancestor(src, outdir))
+        .stderr_to_stdout()
+        .unchecked()
+        .before_spawn(|c| {
+            // A group of its own, which the signal handler stops.
+            c.process_group(0);
+            Ok(())
+        });
+    let (reader, _group) = procs::start(procs::Kind::Tool("make"), || {
+        let r = make.reader()?;
+        let pid = r.pids()[0];
+        Ok((r, pid))
+    })?;
+    let mut lines = BufReader::new(&reader);
+    let mut objects = 0usize;
+    let mut buf = Vec::new();
+    let mut last_report = Instant::now();
+    loop {
+        buf.clear();
+        if lines.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        log.write_all(&buf)?;
+        let line = String::from_utf8_lossy(&buf);
+        if let Some(step) = step_of(&line) {
+            objects += 1;
+            pb.inc(1);
+            pb.set_message(format!(
+                "{} {step}",
+                line.split_whitespace().next().unwrap_or("")
+            ));
+            if pb.is_hidden() && last_report.elapsed() > Duration::from_secs(60) {
+                log::info!(
+                    "build: {objects} objects, {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
+                last_report = Instant::now();
+            }
+        }
+    }
+    let status = reader
+        .try_wait()?
+        .map(|o| o.status)
+        .ok_or_else(|| anyhow!("make did not exit"))?;
+    if procs::stopping() {
+        // The signal handler killed make: not a build failure to report.
+        procs::halt();
+    }
+    pb.finish_and_clear();
+    Ok((status, objects))
 }
 
 /// The build itself; with `may_build` false, only says whether the kernel
@@ -429,81 +545,12 @@ fn build_locked(
     if std::fs::read_to_string(&cfg_stamp).ok().as_deref() != Some(cfg_key.as_str())
         || !outdir.join(".config").exists()
     {
-        eprintln!(
-            "zcsplice: configuring {} (O={})",
-            src.dir.display(),
-            outdir.display()
-        );
+        log::info!("configuring {} (O={})", src.dir.display(), outdir.display());
         configure(&src.dir, &outdir, &frags, &mut log)?;
         std::fs::write(&cfg_stamp, &cfg_key)?;
     }
 
-    let pb = match prev_objects {
-        Some(n) => ProgressBar::new(n).with_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} objects  {msg}",
-            )
-            .unwrap(),
-        ),
-        None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} objects  {msg}")
-                .unwrap(),
-        ),
-    };
-    pb.enable_steady_tick(Duration::from_millis(200));
-    let mut args = make_vars(&outdir, opts.jobs);
-    args.push("bzImage".into());
-    let make = duct::cmd("make", &args)
-        .dir(&src.dir)
-        .env("CCACHE_BASEDIR", common_ancestor(&src.dir, &outdir))
-        .stderr_to_stdout()
-        .unchecked()
-        .before_spawn(|c| {
-            // A group of its own, which the signal handler stops.
-            c.process_group(0);
-            Ok(())
-        });
-    let (reader, _group) = procs::start(procs::Kind::Tool("make"), || {
-        let r = make.reader()?;
-        let pid = r.pids()[0];
-        Ok((r, pid))
-    })?;
-    let mut lines = BufReader::new(&reader);
-    let mut objects = 0usize;
-    let mut buf = Vec::new();
-    let mut last_report = Instant::now();
-    loop {
-        buf.clear();
-        if lines.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        log.write_all(&buf)?;
-        let line = String::from_utf8_lossy(&buf);
-        if let Some(step) = step_of(&line) {
-            objects += 1;
-            pb.inc(1);
-            pb.set_message(format!(
-                "{} {step}",
-                line.split_whitespace().next().unwrap_or("")
-            ));
-            if pb.is_hidden() && last_report.elapsed() > Duration::from_secs(60) {
-                eprintln!(
-                    "zcsplice: build: {objects} objects, {:.0} s",
-                    start.elapsed().as_secs_f64()
-                );
-                last_report = Instant::now();
-            }
-        }
-    }
-    let status = reader
-        .try_wait()?
-        .map(|o| o.status)
-        .ok_or_else(|| anyhow!("make did not exit"))?;
-    if procs::stopping() {
-        // The signal handler killed make: not a build failure to report.
-        procs::halt();
-    }
-    pb.finish_and_clear();
+    let (status, objects) = run_make(&src.dir, &outdir, opts.jobs, prev_objects, &mut log)?;
     drop(log);
     if !status.success() || !image.exists() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();

@@ -8,6 +8,7 @@ use git2::{build::CheckoutBuilder, BranchType, Oid, Repository};
 use crate::series::render::Rendered;
 use crate::tree::{base_ref, dirty_files, Tree, BASE_KEY};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     UpToDate,
     Created,
@@ -197,4 +198,56 @@ impl Saved {
         }
         Ok(())
     }
+}
+/// What `apply` did: the typed result later stages take.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub branch: String,
+    pub base: Oid,
+    pub tip: Oid,
+    /// How many patches: "12", or "12 + 1 testing".
+    pub count: String,
+    pub outcome: Outcome,
+    /// The kernel version the series was probed on ("6.12.118").
+    pub version: String,
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (branch, n, tip) = (&self.branch, &self.count, self.tip);
+        match self.outcome {
+            Outcome::UpToDate => write!(f, "{branch} is up to date ({n} patches, {tip})"),
+            Outcome::Created => write!(f, "{branch}: {n} patches applied, at {tip}"),
+            Outcome::Rebuilt { old } => {
+                write!(
+                    f,
+                    "{branch}: rebuilt with {n} patches, at {tip} (was {old})"
+                )
+            }
+        }
+    }
+}
+
+/// Renders the series for `spec` and commits it as `branch` [default:
+/// zcsplice/<version>], checked out; `apply` keeps the user's work safe.
+/// A series that does not render or apply here is untestable (exit 125).
+pub fn apply_series(
+    env: &crate::env::Env,
+    spec: &crate::tree::TreeSpec,
+    branch: Option<&str>,
+    force: bool,
+) -> Result<Applied> {
+    let l = crate::series::load(env, spec)?;
+    let r = crate::series::render::render(&l.series, &l.tree, &l.probed)
+        .map_err(crate::exit::untestable)?;
+    let branch = branch.map_or_else(|| format!("zcsplice/{}", l.probed.version), str::to_string);
+    let outcome = apply(&l.tree, &r, &branch, force).map_err(crate::exit::untestable)?;
+    Ok(Applied {
+        branch,
+        base: r.base,
+        tip: r.tip(),
+        count: r.count(),
+        outcome,
+        version: l.probed.version,
+    })
 }

@@ -261,6 +261,27 @@ fn value_line(text: &str, from: usize, key: &str) -> usize {
     from
 }
 
+/// A tree opened on its base, with the series loaded and its facts probed:
+/// what render and apply start from.
+pub struct Loaded {
+    pub series: Series,
+    pub tree: crate::tree::Tree,
+    pub probed: probe::Probed,
+}
+
+/// Loads the series of `env` and probes `spec`'s tree at its base.
+pub fn load(env: &crate::env::Env, spec: &crate::tree::TreeSpec) -> Result<Loaded> {
+    let series =
+        Series::load(&env.series).with_context(|| format!("series in {}", env.series.display()))?;
+    let tree = crate::tree::Tree::open(&spec.path, spec.base.as_deref())?;
+    let probed = probe::probe(&tree, &series.probes)?;
+    Ok(Loaded {
+        series,
+        tree,
+        probed,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

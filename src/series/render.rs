@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use git2::{build::TreeUpdateBuilder, DiffOptions, FileMode, Oid, Repository, Signature, Time};
 use minijinja::{context, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::series::edit;
 use crate::series::probe::Probed;
@@ -555,6 +555,59 @@ fn m_as_json(m: &crate::series::Manifest) -> serde_json::Value {
         "author": { "name": m.author.name, "email": m.author.email },
         "cover_subject": m.cover.subject,
     })
+}
+
+/// Renders the series for `spec` in memory only (the user's object store is
+/// not touched) and writes it to `out`: the emails, `testing/`, and
+/// probe.json. A series that does not render on this tree is untestable
+/// (exit 125); a bad template stays a bad definition (exit 1).
+pub fn render_to(
+    env: &crate::env::Env,
+    spec: &crate::tree::TreeSpec,
+    out: &Path,
+) -> Result<(Rendered, Probed, Vec<PathBuf>)> {
+    let l = crate::series::load(env, spec)?;
+    let _mempack = l.tree.repo.odb()?.add_new_mempack_backend(1000)?;
+    let r = render(&l.series, &l.tree, &l.probed).map_err(crate::exit::untestable)?;
+    let written = write_files(out, &r, &l.probed)?;
+    Ok((r, l.probed, written))
+}
+
+/// Writes the emails and probe.json to `out`; returns the emails' paths.
+pub fn write_files(out: &Path, r: &Rendered, p: &Probed) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // Stale patches from an earlier render would be picked up by `git am DIR/*.patch`.
+    for dir in [out.to_path_buf(), out.join("testing")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let path = e?.path();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let numbered = name.len() > 5 && name[..4].bytes().all(|b| b.is_ascii_digit());
+            if numbered && name[4..].starts_with('-') && name.ends_with(".patch") {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    if !r.testing.is_empty() {
+        std::fs::create_dir_all(out.join("testing"))?;
+    }
+    let mut written = Vec::new();
+    for (name, text) in r.files() {
+        let f = out.join(&name);
+        std::fs::write(&f, text).with_context(|| format!("cannot write {}", f.display()))?;
+        written.push(f);
+    }
+    std::fs::write(
+        out.join("probe.json"),
+        serde_json::to_string_pretty(p)? + "\n",
+    )?;
+    Ok(written)
 }
 
 #[cfg(test)]

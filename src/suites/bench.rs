@@ -4,7 +4,6 @@
 //! move/copy ratios against the series' goals, a table and JSON.
 
 use anyhow::{anyhow, bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -582,12 +581,7 @@ pub fn table(b: &Bench) -> String {
 
 /// Shows the guest's progress from its output file while the VM runs.
 fn watch(out: &Path, total: u64, done: &AtomicBool) {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} reps  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(total, "reps");
     bar.set_message("booting");
     while !done.load(Ordering::Relaxed) {
         if let Ok(text) = std::fs::read_to_string(out) {

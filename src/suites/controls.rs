@@ -40,6 +40,53 @@ pub struct Outcome {
     pub logs: String,
 }
 
+/// Runs the controls named in `only` (all when empty), one boot each with
+/// its fault injected, and judges them. An unknown fault is a usage error,
+/// found before any build; a VM that cannot start is an infrastructure
+/// failure, not a missed control.
+pub fn run_controls(
+    env: &crate::env::Env,
+    req: &crate::kernel::build::BuildRequest,
+    only: &[String],
+    timeout: std::time::Duration,
+) -> Result<Vec<Outcome>> {
+    let all = load(&env.series)?;
+    if let Some(f) = only.iter().find(|f| !all.iter().any(|c| &c.fault == *f)) {
+        let known: Vec<&str> = all.iter().map(|c| c.fault.as_str()).collect();
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "--fault {f}: not in vm/controls.yaml (it has: {})",
+            known.join(", ")
+        )));
+    }
+    let mut outcomes = Vec::new();
+    for c in all
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.fault))
+    {
+        log::info!("control {}: {}", c.fault, c.why);
+        let opts = crate::suites::guest_tests::RunOpts {
+            tests: c.tests.clone(),
+            vm: crate::guest::boot::VmOpts {
+                timeout,
+                memory: "2G".into(),
+                cpus: 2,
+            },
+            fault: Some(c.fault.clone()),
+        };
+        let built = crate::kernel::build::build_kernel(env, req)?;
+        let report = crate::suites::guest_tests::run_built(env, &built, &opts)?;
+        if matches!(report.verdict, Verdict::VmFailed) {
+            return Err(crate::exit::infrastructure(anyhow::anyhow!(
+                "control {}: the VM could not be started (logs: {})",
+                c.fault,
+                report.logs.display()
+            )));
+        }
+        outcomes.push(judge(&c.fault, &report));
+    }
+    Ok(outcomes)
+}
+
 /// Did the run see the fault? A harness problem (VM not started, knob
 /// missing) is not a catch, nor is a bare timeout: they say nothing about
 /// the tests. A kernel that reported the bug and then hung did catch it.

@@ -2,7 +2,6 @@
 //! their results and the console; the report, its table and JUnit.
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +10,7 @@ use std::time::Duration;
 use crate::guest::boot::{boot, compile_guest, Guest, TestResult, Verdict, VmOpts};
 use crate::guest::console::Splat;
 use crate::guest::disks;
+use crate::kernel::build::Built;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -28,6 +28,7 @@ pub struct Report {
     pub vm_exit_code: Option<i32>,
 }
 
+#[derive(Debug, Clone)]
 pub struct RunOpts {
     pub tests: Vec<String>,
     pub vm: VmOpts,
@@ -48,6 +49,36 @@ pub fn available_tests(project: &Path) -> Result<Vec<String>> {
         .collect();
     v.sort();
     Ok(v)
+}
+
+/// Unknown guest tests are a usage error (exit 2), found before any build.
+pub fn check_tests(project: &Path, tests: &[String]) -> Result<()> {
+    if tests.is_empty() {
+        return Ok(());
+    }
+    let known = available_tests(project)?;
+    if let Some(t) = tests.iter().find(|t| !known.contains(t)) {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "--test {t}: no such guest test (vm/tests/{t}.c); the tests are: {}",
+            known.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Boots a built kernel and runs the guest tests, logs in a new run
+/// directory; a VM that cannot start is an infrastructure failure.
+pub fn run_built(env: &crate::env::Env, built: &Built, opts: &RunOpts) -> Result<Report> {
+    let logs = env.run_logs(built);
+    run(
+        &env.series,
+        &env.cache,
+        &built.image,
+        &built.release(),
+        &logs,
+        opts,
+    )
+    .map_err(crate::exit::infrastructure)
 }
 
 /// Boots `image` and runs the tests; `logs` receives console.log and the results.
@@ -124,12 +155,7 @@ fn guest_at(console: &str) -> Option<(usize, String)> {
 /// test it is at, from the console's markers. On a terminal a spinner;
 /// otherwise a plain line each time a test starts.
 fn watch_console(console: &Path, total: usize, done: &AtomicBool) {
-    let bar = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-            .expect("valid template"),
-    );
-    bar.set_message("booting");
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = crate::progress::spinner("booting");
     let mut last = None;
     while !done.load(Ordering::Relaxed) {
         let text = std::fs::read(console).unwrap_or_default();
@@ -138,7 +164,7 @@ fn watch_console(console: &Path, total: usize, done: &AtomicBool) {
             let (i, name) = at.clone().expect("checked");
             let msg = format!("test {i}/{total}: {name}");
             if bar.is_hidden() {
-                eprintln!("zcsplice: [{:.0} s] {msg}", bar.elapsed().as_secs_f64());
+                log::info!("[{:.0} s] {msg}", bar.elapsed().as_secs_f64());
             }
             bar.set_message(msg);
             last = at;

@@ -176,7 +176,7 @@ fn debian_tarball_at(spec: &DebianSpec, version: &str, cache: &Path) -> Result<P
         return Ok(tarball);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    eprintln!("zcsplice: downloading {pkg} {version} (apt-get download)");
+    log::info!("downloading {pkg} {version} (apt-get download)");
     // As root, apt's sandbox user could not write into the cache: say so
     // for this command only (the machine's apt configuration is untouched).
     let mut args = vec!["download".to_string(), "-qq".into()];
@@ -395,7 +395,7 @@ fn sweep_partials(parent: &Path) {
             .parse::<u32>()
             .is_ok_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
         if name.starts_with('.') && dead {
-            eprintln!("zcsplice: removing {} (an interrupted import)", p.display());
+            log::info!("removing {} (an interrupted import)", p.display());
             let _ = std::fs::remove_dir_all(&p);
         }
     }
@@ -447,10 +447,25 @@ fn import(
                 dest.display()
             )
         })?;
-    let others = all
+    let others: Vec<Imported> = all
         .into_iter()
         .filter(|t| t.path != dest && t.series() == tree.series())
         .collect();
+    let what = if fresh {
+        "imported"
+    } else {
+        "already imported"
+    };
+    log::info!("{what}: {} ({})", tree.source, tree.version);
+    for o in &others {
+        log::info!(
+            "also in the cache: {} ({}){}: {}",
+            o.source,
+            o.version,
+            if o.newest { ", the newest" } else { "" },
+            o.path.display()
+        );
+    }
     Ok(Import {
         tree,
         fresh,
@@ -460,7 +475,7 @@ fn import(
 
 fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
     std::fs::create_dir_all(tmp)?;
-    eprintln!("zcsplice: unpacking {}", tarball.display());
+    log::info!("unpacking {}", tarball.display());
     let tar = duct::cmd!("tar", "-xf", tarball, "-C", tmp, "--strip-components=1");
     let (h, _group) = procs::start_duct(procs::Kind::Tool("tar"), tar)?;
     let waited = h.wait();
@@ -474,7 +489,7 @@ fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
             tarball.display()
         );
     }
-    eprintln!("zcsplice: committing the base tree");
+    log::info!("committing the base tree");
     let repo = Repository::init(tmp)?;
     let mut index = repo.index()?;
     // FORCE: the tarball's own .gitignore files must not drop shipped files.

@@ -31,6 +31,15 @@ pub fn base_of_branch(repo: &Repository, branch: &str) -> Result<Option<Oid>> {
         .and_then(|r| r.target()))
 }
 
+/// Which tree, and (optionally) which commit the series renders on.
+#[derive(Debug, Clone, Default)]
+pub struct TreeSpec {
+    pub path: PathBuf,
+    /// A revision; None: the recorded base of the checked-out zcsplice
+    /// branch, else HEAD.
+    pub base: Option<String>,
+}
+
 pub struct Tree {
     pub path: PathBuf,
     pub repo: Repository,

@@ -2,7 +2,7 @@
 //! row per tree. A row stops at its first failing stage and the next tree
 //! runs all the same: one broken tree must not hide how the others fare.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use crate::series::render;
 use crate::suites::{guest_tests, xfstests};
 
 /// The stages, in the order a row runs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Probe,
@@ -23,11 +23,21 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::Probe,
+        Stage::Render,
+        Stage::Apply,
+        Stage::Build,
+        Stage::Run,
+        Stage::Xfstests,
+    ];
+
+    /// The names, in order, as `--until` takes them.
+    pub const NAMES: [&'static str; 6] = ["probe", "render", "apply", "build", "run", "xfstests"];
+
     /// The stages up to and including `last`.
     pub fn until(last: Stage) -> Vec<Stage> {
-        use clap::ValueEnum;
-        let all = Stage::value_variants().iter().copied();
-        all.filter(|s| *s <= last).collect()
+        Stage::ALL.into_iter().filter(|s| *s <= last).collect()
     }
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +49,16 @@ impl Stage {
             Stage::Run => "run",
             Stage::Xfstests => "xfstests",
         }
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Stage> {
+        Stage::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| anyhow::anyhow!("no stage {s}; the stages: {}", Stage::NAMES.join(", ")))
     }
 }
 
@@ -85,6 +105,111 @@ pub struct Row {
     pub passed: bool,
     pub logs: PathBuf,
     pub stages: Vec<Cell>,
+}
+
+/// `zcsplice matrix` as a value.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub trees: Vec<PathBuf>,
+    /// Debian sources imported as `tree import --debian` does, after `trees`.
+    pub debian: Vec<crate::tree::import::DebianSpec>,
+    pub until: Stage,
+    pub force: bool,
+    pub kernel: crate::kernel::build::KernelOpts,
+    pub run: guest_tests::RunOpts,
+    /// For the xfstests stage; its build is set per row.
+    pub xfstests: xfstests::Request,
+}
+
+/// One row per tree, each stage through the function its own command
+/// uses, typed results handed on in memory; logs in
+/// <cache>/runs/matrix/<time>/<n>-<tree>.
+pub fn run_matrix(env: &crate::env::Env, m: &Opts) -> Result<Vec<Row>> {
+    use crate::kernel::build::{build_kernel, BuildRequest};
+    guest_tests::check_tests(&env.series, &m.run.tests)?;
+    let dir = env.cache.join("runs/matrix").join(crate::env::stamp());
+    let stages = Stage::until(m.until);
+    let mut trees = m.trees.clone();
+    for spec in &m.debian {
+        trees.push(crate::tree::import::debian(spec, &env.cache)?.tree.path);
+    }
+    let mut rows = Vec::new();
+    for (i, tree) in trees.iter().enumerate() {
+        let name = tree
+            .file_name()
+            .unwrap_or(tree.as_os_str())
+            .to_string_lossy();
+        let logs = dir.join(format!("{}-{}", i + 1, crate::tree::sanitize(&name)));
+        std::fs::create_dir_all(&logs)
+            .with_context(|| format!("cannot create {}", logs.display()))?;
+        let spec = crate::tree::TreeSpec {
+            path: tree.clone(),
+            base: None,
+        };
+        let request = |branch: &str| BuildRequest {
+            tree: tree.clone(),
+            branch: Some(branch.to_string()),
+            kernel: m.kernel.clone(),
+        };
+        // What later stages take from earlier ones.
+        let (mut applied, mut built) = (None, None);
+        let row = row(tree, &logs, &stages, |stage| {
+            log::info!(
+                "matrix [{}/{}] {}: {}",
+                i + 1,
+                trees.len(),
+                tree.display(),
+                stage.as_str()
+            );
+            Ok(match stage {
+                Stage::Probe => {
+                    let l = crate::series::load(env, &spec)?;
+                    let f = logs.join("probe.json");
+                    std::fs::write(&f, serde_json::to_string_pretty(&l.probed)? + "\n")?;
+                    Outcome::pass(l.probed.version, Some(f))
+                }
+                Stage::Render => {
+                    let out = logs.join("render");
+                    let (r, _, _) = render::render_to(env, &spec, &out)?;
+                    Outcome::pass(render_detail(&r), Some(out))
+                }
+                Stage::Apply => {
+                    let a = crate::series::apply::apply_series(env, &spec, None, m.force)?;
+                    let done = match a.outcome {
+                        crate::series::apply::Outcome::UpToDate => "up to date",
+                        crate::series::apply::Outcome::Created => "created",
+                        crate::series::apply::Outcome::Rebuilt { .. } => "rebuilt",
+                    };
+                    let tip = a.tip.to_string();
+                    let o = Outcome::pass(format!("{} at {}, {done}", a.branch, &tip[..12]), None);
+                    applied = Some(a);
+                    o
+                }
+                Stage::Build => {
+                    let a = applied.as_ref().expect("apply runs before build");
+                    let b = build_kernel(env, &request(&a.branch))?;
+                    let out = Outcome::pass(b.release(), Some(b.log.clone()));
+                    built = Some(b);
+                    out
+                }
+                Stage::Run => {
+                    let b = built.as_ref().expect("build runs before run");
+                    run_outcome(&guest_tests::run_built(env, b, &m.run)?)
+                }
+                Stage::Xfstests => {
+                    let a = applied.as_ref().expect("apply runs before xfstests");
+                    let x = xfstests::Request {
+                        build: request(&a.branch),
+                        baseline: true,
+                        ..m.xfstests.clone()
+                    };
+                    xfstests_outcome(&xfstests::run_request(env, &x)?)
+                }
+            })
+        });
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// Runs `stages` in order through `run` until one fails; the rest are not

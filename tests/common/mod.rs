@@ -180,3 +180,16 @@ pub fn toy_tree(dir: &Path, folio: bool) -> PathBuf {
     git(&t, &["commit", "-q", "-m", "base"]);
     t
 }
+
+/// Processes whose command line mentions `needle`.
+pub fn processes_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(needle).then_some(cmd)
+        })
+        .collect()
+}

@@ -44,6 +44,121 @@ pub const DISKS: [Disk; 2] = [
 /// The curated default list (see the file for why each test is there).
 pub const SMOKE: &str = "vm/xfstests/zcsplice-smoke";
 
+/// `zcsplice xfstests` as a value: what to build, which tests, how.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The series branch to build (the baseline is its recorded base).
+    pub build: crate::kernel::build::BuildRequest,
+    /// FSTYP; expunges from vm/xfstests/expunge/<fs>.
+    pub fs: String,
+    pub groups: Vec<String>,
+    /// Tests by name; none and no groups: vm/xfstests/zcsplice-smoke.
+    pub tests: Vec<String>,
+    pub baseline: bool,
+    pub retries: u32,
+    /// A built xfstests tree (--xfstests), else `xfstests_env`
+    /// (XFSTESTS_DIR), else /var/lib/xfstests.
+    pub xfstests: Option<PathBuf>,
+    pub xfstests_env: Option<PathBuf>,
+    pub mkfs_options: String,
+    pub mount_options: String,
+    /// Hard limit for each boot.
+    pub timeout: std::time::Duration,
+    pub memory: String,
+}
+
+impl Default for Request {
+    fn default() -> Request {
+        Request {
+            build: Default::default(),
+            fs: "ext4".into(),
+            groups: vec![],
+            tests: vec![],
+            baseline: false,
+            retries: 2,
+            xfstests: None,
+            xfstests_env: None,
+            mkfs_options: String::new(),
+            mount_options: String::new(),
+            timeout: std::time::Duration::from_secs(3600),
+            memory: "2G".into(),
+        }
+    }
+}
+
+fn kernel_of(built: &crate::kernel::build::Built) -> Kernel {
+    Kernel {
+        image: built.image.clone(),
+        config: built.outdir.join(".config"),
+        release: built.release(),
+    }
+}
+
+/// Builds what is needed and runs xfstests; saves report.json in its logs.
+/// Usage errors (options, lists, a branch without a base) are found before
+/// any build; no usable xfstests or a VM that cannot start is an
+/// infrastructure failure.
+pub fn run_request(env: &crate::env::Env, x: &Request) -> Result<Report> {
+    use crate::exit::{infrastructure, usage};
+    use crate::kernel::build::{build_kernel, BuildRequest};
+    check_options(&x.mkfs_options, &x.mount_options).map_err(usage)?;
+    let inst = locate(x.xfstests.as_deref(), x.xfstests_env.as_deref()).map_err(infrastructure)?;
+    host_deps().map_err(infrastructure)?;
+    let tests = select(&env.series, &inst.dir, &x.fs, &x.groups, &x.tests)?;
+    // A bad expunge file is the user's to fix, before any build or boot.
+    lists::expunged(&env.series, &x.fs)?;
+    let b = &x.build;
+    // Known before any build: a tree without a recorded base fails at once.
+    let base = match x.baseline {
+        true => Some(base_of(&b.tree, b.branch.as_deref())?),
+        false => None,
+    };
+    let built = build_kernel(env, b)?;
+    let base_built = match &base {
+        Some((_, rev)) => Some(build_kernel(
+            env,
+            &BuildRequest {
+                branch: Some(rev.clone()),
+                ..b.clone()
+            },
+        )?),
+        None => None,
+    };
+    let base_kernel = base_built.as_ref().map(kernel_of);
+    let logs = env.run_logs(&built);
+    log::info!("xfstests logs: {}", logs.display());
+    let opts = Opts {
+        fs: x.fs.clone(),
+        mkfs_options: x.mkfs_options.clone(),
+        mount_options: x.mount_options.clone(),
+        tests,
+        retries: x.retries,
+        vm: VmOpts {
+            timeout: x.timeout,
+            memory: x.memory.clone(),
+            cpus: 2,
+        },
+    };
+    let report = run(
+        &env.series,
+        &env.cache,
+        &inst,
+        &kernel_of(&built),
+        base_kernel
+            .as_ref()
+            .zip(base.as_ref())
+            .map(|(k, (commit, _))| (k, commit.as_str())),
+        &logs,
+        &opts,
+    )
+    .map_err(infrastructure)?;
+    std::fs::write(
+        logs.join("report.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    Ok(report)
+}
+
 /// The base commit of a zcsplice branch (recorded by `zcsplice apply`) and
 /// a revision naming it for `build`: a local branch at that commit (so the
 /// cache's build directory for it is reused), else the commit itself.
@@ -172,6 +287,39 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of `rows` with its totals; the caller fills in the rest.
+    fn counted(rows: Vec<Row>) -> Report {
+        let count = |s: &[Status]| rows.iter().filter(|r| s.contains(&r.status)).count();
+        let named = |s: Status| -> Vec<String> {
+            rows.iter()
+                .filter(|r| r.status == s)
+                .map(|r| r.test.clone())
+                .collect()
+        };
+        Report {
+            kernel: String::new(),
+            fs: String::new(),
+            xfstests: PathBuf::new(),
+            run: rows.len(),
+            passed: count(&[Status::Pass]),
+            failed: count(&[
+                Status::Fail,
+                Status::KnownFail,
+                Status::Regression,
+                Status::Flaky,
+            ]),
+            skipped: count(&[Status::Skip]),
+            regressions: named(Status::Regression),
+            flaky: named(Status::Flaky),
+            baseline: None,
+            tests: rows,
+            expunged: vec![],
+            boots: vec![],
+            seconds: 0.0,
+            logs: PathBuf::new(),
+        }
+    }
+
     /// 0 clean; 1 a regression (with a baseline) or a failure (without),
     /// or a kernel report outside the tests, or a crash; 129 a boot
     /// of the series timed out.
@@ -272,8 +420,8 @@ fn boot(
         env: Vec::new(),
         disks: images.iter().map(|p| p.to_path_buf()).collect(),
     };
-    eprintln!(
-        "zcsplice: {label}: {} on {}, {} test(s); logs {}",
+    log::info!(
+        "{label}: {} on {}, {} test(s); logs {}",
         k.release,
         o.fs,
         tests.len(),
@@ -344,11 +492,7 @@ impl Progress {
                 for t in started.iter().skip(seen) {
                     seen += 1;
                     let e = t0.elapsed().as_secs();
-                    eprintln!(
-                        "zcsplice: {label} [{seen}/{total}] {t} ({}:{:02})",
-                        e / 60,
-                        e % 60
-                    );
+                    log::info!("{label} [{seen}/{total}] {t} ({}:{:02})", e / 60, e % 60);
                 }
             }
         });
@@ -386,26 +530,7 @@ pub fn run(
 ) -> Result<Report> {
     let t0 = Instant::now();
     let expunge_all = lists::expunged(project, &opts.fs)?;
-    let expunged: Vec<Expunged> = expunge_all
-        .iter()
-        .filter(|e| opts.tests.contains(&e.test))
-        .map(|e| Expunged {
-            test: e.test.clone(),
-            reason: e.reason.clone(),
-        })
-        .collect();
-    let tests: Vec<String> = opts
-        .tests
-        .iter()
-        .filter(|t| !expunged.iter().any(|e| &e.test == *t))
-        .cloned()
-        .collect();
-    if tests.is_empty() {
-        bail!(
-            "no tests left to run (every one is expunged for {})",
-            opts.fs
-        );
-    }
+    let (expunged, tests) = without_expunged(opts, &expunge_all)?;
     let ctx = Ctx {
         project,
         cache,
@@ -444,8 +569,8 @@ pub fn run(
             }
         }
         if !base_res.is_empty() {
-            eprintln!(
-                "zcsplice: baseline: {} result(s) cached in {}",
+            log::info!(
+                "baseline: {} result(s) cached in {}",
                 base_res.len(),
                 store.dir.display()
             );
@@ -473,8 +598,8 @@ pub fn run(
         // unfinished ones are incomplete, which is never cached).
         let trusted = b.kernel_reports.is_empty();
         if !trusted {
-            eprintln!(
-                "zcsplice: baseline: {} kernel report(s) outside the tests; \
+            log::info!(
+                "baseline: {} kernel report(s) outside the tests; \
                  its results are not cached",
                 b.kernel_reports.len()
             );
@@ -514,27 +639,8 @@ pub fn run(
         })
         .cloned()
         .collect();
-    let mut retried: BTreeMap<String, Vec<Res>> = BTreeMap::new();
-    if !retry.is_empty() && opts.retries > 0 {
-        eprintln!(
-            "zcsplice: {} test(s) failed with the series and passed on the baseline; \
-             retrying up to {} more time(s): {}",
-            retry.len(),
-            opts.retries,
-            retry.join(" ")
-        );
-        // check -L N: after a failure, N more runs (so a pass ends early).
-        let extra: Vec<String> = if opts.retries > 1 {
-            vec!["-L".into(), (opts.retries - 1).to_string()]
-        } else {
-            Vec::new()
-        };
-        let (rc, b) = boot(&ctx, "retry", series, &retry, &extra, logs)?;
-        for c in rc {
-            retried.entry(c.name).or_default().push(c.result);
-        }
-        boots.push(b);
-    }
+    let (mut retried, retry_boot) = retry_failures(&ctx, series, &retry, logs)?;
+    boots.extend(retry_boot);
 
     let rows: Vec<Row> = tests
         .iter()
@@ -555,35 +661,77 @@ pub fn run(
             }
         })
         .collect();
-    let count = |s: &[Status]| rows.iter().filter(|r| s.contains(&r.status)).count();
-    let named = |s: Status| -> Vec<String> {
-        rows.iter()
-            .filter(|r| r.status == s)
-            .map(|r| r.test.clone())
-            .collect()
-    };
     Ok(Report {
         kernel: series.release.clone(),
         fs: opts.fs.clone(),
         xfstests: inst.dir.clone(),
-        run: rows.len(),
-        passed: count(&[Status::Pass]),
-        failed: count(&[
-            Status::Fail,
-            Status::KnownFail,
-            Status::Regression,
-            Status::Flaky,
-        ]),
-        skipped: count(&[Status::Skip]),
-        regressions: named(Status::Regression),
-        flaky: named(Status::Flaky),
         baseline: base_info,
-        tests: rows,
         expunged,
         boots,
         seconds: t0.elapsed().as_secs_f64(),
         logs: logs.to_path_buf(),
+        ..Report::counted(rows)
     })
+}
+
+/// The expunged tests among those asked for, and the tests left to run.
+fn without_expunged(opts: &Opts, all: &[lists::Entry]) -> Result<(Vec<Expunged>, Vec<String>)> {
+    let expunged: Vec<Expunged> = all
+        .iter()
+        .filter(|e| opts.tests.contains(&e.test))
+        .map(|e| Expunged {
+            test: e.test.clone(),
+            reason: e.reason.clone(),
+        })
+        .collect();
+    let tests: Vec<String> = opts
+        .tests
+        .iter()
+        .filter(|t| !expunged.iter().any(|e| &e.test == *t))
+        .cloned()
+        .collect();
+    if tests.is_empty() {
+        bail!(
+            "no tests left to run (every one is expunged for {})",
+            opts.fs
+        );
+    }
+    Ok((expunged, tests))
+}
+
+/// Every retry's result, per test.
+type Retried = BTreeMap<String, Vec<Res>>;
+
+/// Runs again, in one extra boot, the tests that failed with the series
+/// and passed on the baseline; returns every retry's result per test.
+fn retry_failures(
+    ctx: &Ctx,
+    series: &Kernel,
+    retry: &[String],
+    logs: &Path,
+) -> Result<(Retried, Option<Boot>)> {
+    let mut retried = Retried::new();
+    if retry.is_empty() || ctx.opts.retries == 0 {
+        return Ok((retried, None));
+    }
+    log::info!(
+        "{} test(s) failed with the series and passed on the baseline; \
+         retrying up to {} more time(s): {}",
+        retry.len(),
+        ctx.opts.retries,
+        retry.join(" ")
+    );
+    // check -L N: after a failure, N more runs (so a pass ends early).
+    let extra: Vec<String> = if ctx.opts.retries > 1 {
+        vec!["-L".into(), (ctx.opts.retries - 1).to_string()]
+    } else {
+        Vec::new()
+    };
+    let (rc, b) = boot(ctx, "retry", series, retry, &extra, logs)?;
+    for c in rc {
+        retried.entry(c.name).or_default().push(c.result);
+    }
+    Ok((retried, Some(b)))
 }
 
 #[cfg(test)]
