@@ -227,78 +227,62 @@ pub fn table(r: &Report) -> String {
     o
 }
 
-/// JUnit XML, one testcase per guest test, plus one for the console.
-pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
-    use quick_xml::events::{BytesCData, BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
-    let failures = r
+/// JUnit XML, one testcase per guest test, plus one for the console that
+/// fails on kernel reports.
+pub fn junit(r: &Report) -> Result<String> {
+    use crate::report::{Case, Outcome};
+    let mut cases: Vec<Case> = r
         .tests
         .iter()
-        .filter(|t| t.result == "fail" || t.result == "incomplete")
-        .count()
-        + usize::from(!r.splats.is_empty());
-    let skipped = r.tests.iter().filter(|t| t.result == "skip").count();
-    let mut suite = BytesStart::new("testsuite");
-    suite.push_attribute(("name", format!("zcsplice {}", r.kernel).as_str()));
-    suite.push_attribute(("tests", (r.tests.len() + 1).to_string().as_str()));
-    suite.push_attribute(("failures", failures.to_string().as_str()));
-    suite.push_attribute(("skipped", skipped.to_string().as_str()));
-    suite.push_attribute(("time", format!("{:.1}", r.seconds).as_str()));
-    w.write_event(Event::Start(suite))?;
-    let mut case = |name: &str,
-                    secs: f64,
-                    failure: Option<(&str, &str)>,
-                    skip: bool,
-                    out: &str|
-     -> Result<()> {
-        let mut c = BytesStart::new("testcase");
-        c.push_attribute(("classname", "zcsplice.guest"));
-        c.push_attribute(("name", name));
-        c.push_attribute(("time", format!("{secs:.1}").as_str()));
-        w.write_event(Event::Start(c))?;
-        if let Some((msg, text)) = failure {
-            let mut f = BytesStart::new("failure");
-            f.push_attribute(("message", msg));
-            w.write_event(Event::Start(f))?;
-            w.write_event(Event::Text(BytesText::new(text)))?;
-            w.write_event(Event::End(BytesEnd::new("failure")))?;
-        }
-        if skip {
-            w.write_event(Event::Empty(BytesStart::new("skipped")))?;
-        }
-        if !out.is_empty() {
-            w.write_event(Event::Start(BytesStart::new("system-out")))?;
-            w.write_event(Event::CData(BytesCData::new(
-                out.replace("]]>", "]]]]><![CDATA[>"),
-            )))?;
-            w.write_event(Event::End(BytesEnd::new("system-out")))?;
-        }
-        w.write_event(Event::End(BytesEnd::new("testcase")))?;
-        Ok(())
-    };
-    for t in &r.tests {
-        let fail = matches!(t.result.as_str(), "fail" | "incomplete")
-            .then_some((t.result.as_str(), t.output.as_str()));
-        case(&t.name, t.seconds, fail, t.result == "skip", &t.output)?;
-    }
-    let reports: Vec<String> = r.splats.iter().map(|s| s.text.clone()).collect();
-    let text = reports.join("\n\n");
+        .map(|t| Case {
+            name: &t.name,
+            seconds: t.seconds,
+            outcome: match t.result.as_str() {
+                "fail" | "incomplete" => Outcome::Fail {
+                    message: &t.result,
+                    text: Some(&t.output),
+                },
+                "skip" => Outcome::Skip,
+                _ => Outcome::Pass,
+            },
+            output: &t.output,
+        })
+        .collect();
+    let text = r
+        .splats
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n");
     let msg = format!(
         "{} kernel report(s); verdict {}",
         r.splats.len(),
         r.verdict.as_str()
     );
-    case(
-        "console",
-        0.0,
-        (!r.splats.is_empty()).then_some((msg.as_str(), text.as_str())),
-        false,
-        "",
-    )?;
-    w.write_event(Event::End(BytesEnd::new("testsuite")))?;
-    std::fs::write(path, w.into_inner())?;
-    Ok(())
+    cases.push(Case {
+        name: "console",
+        seconds: 0.0,
+        outcome: if r.splats.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail {
+                message: &msg,
+                text: Some(&text),
+            }
+        },
+        output: "",
+    });
+    crate::report::junit(
+        &format!("zcsplice {}", r.kernel),
+        "zcsplice.guest",
+        r.seconds,
+        cases,
+    )
+}
+
+/// Writes `junit(r)` to `path`.
+pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
+    std::fs::write(path, junit(r)?).with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -350,6 +334,56 @@ mod tests {
              WARNING: at mm/filemap.c:1 f\n\
              \nverdict: fail after 61 s\nlogs: /logs/run\n"
         );
+    }
+
+    #[test]
+    fn junit_has_a_case_per_test_and_one_for_the_console() {
+        let x = junit(&report()).unwrap();
+        assert!(
+            x.contains(
+                "<testsuite name=\"zcsplice 6.12.117\" tests=\"4\" skipped=\"1\" \
+                 errors=\"0\" failures=\"2\" time=\"61.000\">"
+            ),
+            "{x}"
+        );
+        assert!(
+            x.contains(
+                "<testcase name=\"splice-integrity\" classname=\"zcsplice.guest\" \
+                 time=\"12.340\"/>"
+            ),
+            "{x}"
+        );
+        assert!(
+            x.contains("<failure message=\"fail\">FAIL: a &lt; b\n</failure>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<system-out>FAIL: a &lt; b\n</system-out>"),
+            "{x}"
+        );
+        assert!(x.contains("<skipped/>"), "{x}");
+        assert!(
+            x.contains(
+                "<failure message=\"1 kernel report(s); verdict fail\">\
+                 WARNING: at mm/filemap.c:1 f</failure>"
+            ),
+            "{x}"
+        );
+        let clean = Report {
+            verdict: Verdict::Pass,
+            tests: vec![],
+            splats: vec![],
+            ..report()
+        };
+        let x = junit(&clean).unwrap();
+        assert!(x.contains("failures=\"0\""), "{x}");
+        assert!(
+            x.contains("<testcase name=\"console\" classname=\"zcsplice.guest\" time=\"0.000\"/>"),
+            "{x}"
+        );
+        let d = tempfile::tempdir().unwrap();
+        let e = write_junit(&clean, &d.path().join("no/such/dir/j.xml")).unwrap_err();
+        assert!(format!("{e}").contains("no/such/dir/j.xml"), "{e}");
     }
 
     #[test]

@@ -138,9 +138,7 @@ pub fn table(r: &Report) -> String {
 /// tests, pass with a note. Kernel reports outside the tests are one more
 /// failing testcase, "console".
 pub fn junit(r: &Report) -> Result<String> {
-    use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
-    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
-    w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+    use crate::report::{Case, Outcome};
     let fails = |t: &Row| matches!(t.status, Status::Regression | Status::Fail);
     let reports: Vec<&Splat> = r
         .boots
@@ -148,79 +146,80 @@ pub fn junit(r: &Report) -> Result<String> {
         .filter(|b| b.label != "baseline")
         .flat_map(|b| &b.kernel_reports)
         .collect();
-    let failures = r.tests.iter().filter(|t| fails(t)).count() + usize::from(!reports.is_empty());
-    let mut suite = BytesStart::new("testsuite");
-    suite.push_attribute(("name", format!("xfstests {} {}", r.fs, r.kernel).as_str()));
-    suite.push_attribute(("tests", (r.tests.len() + 1).to_string().as_str()));
-    suite.push_attribute(("failures", failures.to_string().as_str()));
-    suite.push_attribute(("skipped", r.skipped.to_string().as_str()));
-    suite.push_attribute(("time", format!("{:.1}", r.seconds).as_str()));
-    w.write_event(Event::Start(suite))?;
-    let class = format!("xfstests.{}", r.fs);
-    let mut case =
-        |name: &str, secs: f64, fail: Option<&str>, skip: bool, out: &str| -> Result<()> {
-            let mut c = BytesStart::new("testcase");
-            c.push_attribute(("classname", class.as_str()));
-            c.push_attribute(("name", name));
-            c.push_attribute(("time", format!("{secs:.1}").as_str()));
-            w.write_event(Event::Start(c))?;
-            if let Some(msg) = fail {
-                let mut f = BytesStart::new("failure");
-                f.push_attribute(("message", msg));
-                w.write_event(Event::Empty(f))?;
-            }
-            if skip {
-                w.write_event(Event::Empty(BytesStart::new("skipped")))?;
-            }
-            if !out.is_empty() {
-                w.write_event(Event::Start(BytesStart::new("system-out")))?;
-                w.write_event(Event::Text(BytesText::new(out)))?;
-                w.write_event(Event::End(BytesEnd::new("system-out")))?;
-            }
-            w.write_event(Event::End(BytesEnd::new("testcase")))?;
-            Ok(())
-        };
-    for t in &r.tests {
-        let note = match t.baseline {
-            Some(b) => format!(
-                "{}: series {}, baseline {}, retries [{}]: {}\n{}",
-                t.status.as_str(),
-                t.series.as_str(),
-                b.as_str(),
-                t.retries
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                t.message,
-                t.output
-            ),
-            None => format!("{}\n{}", t.message, t.output),
-        };
-        let msg = format!("{}: {}", t.status.as_str(), t.message);
-        case(
-            &t.test,
-            t.seconds,
-            fails(t).then_some(msg.as_str()),
-            t.status == Status::Skip,
-            if t.series == Res::Pass {
-                ""
+    // What each case says: its failure message and its system-out.
+    let said: Vec<(String, String)> = r
+        .tests
+        .iter()
+        .map(|t| {
+            let note = match t.baseline {
+                Some(b) => format!(
+                    "{}: series {}, baseline {}, retries [{}]: {}\n{}",
+                    t.status.as_str(),
+                    t.series.as_str(),
+                    b.as_str(),
+                    t.retries
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    t.message,
+                    t.output
+                ),
+                None => format!("{}\n{}", t.message, t.output),
+            };
+            let out = if t.series == Res::Pass {
+                String::new()
             } else {
-                note.trim()
+                note.trim().to_string()
+            };
+            (format!("{}: {}", t.status.as_str(), t.message), out)
+        })
+        .collect();
+    let mut cases: Vec<Case> = r
+        .tests
+        .iter()
+        .zip(&said)
+        .map(|(t, (msg, out))| Case {
+            name: &t.test,
+            seconds: t.seconds,
+            outcome: if fails(t) {
+                Outcome::Fail {
+                    message: msg,
+                    text: None,
+                }
+            } else if t.status == Status::Skip {
+                Outcome::Skip
+            } else {
+                Outcome::Pass
             },
-        )?;
-    }
-    let text: Vec<&str> = reports.iter().map(|s| s.text.as_str()).collect();
+            output: out,
+        })
+        .collect();
+    let text = reports
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n\n");
     let msg = format!("{} kernel report(s) outside the tests", reports.len());
-    case(
-        "console",
-        0.0,
-        (!reports.is_empty()).then_some(msg.as_str()),
-        false,
-        &text.join("\n\n"),
-    )?;
-    w.write_event(Event::End(BytesEnd::new("testsuite")))?;
-    Ok(String::from_utf8(w.into_inner())?)
+    cases.push(Case {
+        name: "console",
+        seconds: 0.0,
+        outcome: if reports.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail {
+                message: &msg,
+                text: None,
+            }
+        },
+        output: &text,
+    });
+    crate::report::junit(
+        &format!("xfstests {} {}", r.fs, r.kernel),
+        &format!("xfstests.{}", r.fs),
+        r.seconds,
+        cases,
+    )
 }
 
 #[cfg(test)]
@@ -337,7 +336,34 @@ mod tests {
         );
         let j = junit(&r).unwrap();
         assert_eq!(j.matches("<failure").count(), 1, "{j}");
-        assert!(j.contains("failures=\"1\""), "{j}");
+        assert!(
+            j.contains(
+                "<testsuite name=\"xfstests ext4 6.12.117\" tests=\"5\" skipped=\"0\" \
+                 errors=\"0\" failures=\"1\" time=\"125.000\">"
+            ),
+            "{j}"
+        );
+        assert!(
+            j.contains(
+                "<testcase name=\"generic/004\" classname=\"xfstests.ext4\" time=\"12.000\">\n\
+                 \x20           <failure message=\"REGRESSION: - output mismatch\"/>\n"
+            ),
+            "{j}"
+        );
+        // A flaky test passes, with a note of what happened.
+        assert!(
+            j.contains(
+                "<system-out>flaky: series fail, baseline pass, retries [pass]: \
+                 - output mismatch</system-out>"
+            ),
+            "{j}"
+        );
+        assert!(
+            j.contains(
+                "<testcase name=\"generic/001\" classname=\"xfstests.ext4\" time=\"12.000\"/>"
+            ),
+            "{j}"
+        );
 
         let plain = vec![row("generic/002", Status::Fail, Fail, None, &[])];
         assert_eq!(report(plain, false, Verdict::Fail).exit_code(), 1);
@@ -365,9 +391,24 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("kernel report outside any test (series boot)"));
-        assert!(junit(&r)
-            .unwrap()
-            .contains("1 kernel report(s) outside the tests"));
+        let j = junit(&r).unwrap();
+        assert!(
+            j.contains("<failure message=\"1 kernel report(s) outside the tests\"/>"),
+            "{j}"
+        );
+        assert!(
+            j.contains("<system-out>WARNING: CPU: 0 PID: 1 at mm/filemap.c:1 f</system-out>"),
+            "{j}"
+        );
+        let mut skipped = report(
+            vec![row("generic/005", Status::Skip, Res::Skip, None, &[])],
+            false,
+            Verdict::Pass,
+        );
+        skipped.boots.clear();
+        let j = junit(&skipped).unwrap();
+        assert!(j.contains("skipped=\"1\""), "{j}");
+        assert!(j.contains("<skipped/>"), "{j}");
         r.boots[0].kernel_reports.clear();
         r.boots[0].verdict = Verdict::Timeout;
         assert_eq!(r.exit_code(), 129);
