@@ -25,10 +25,7 @@ pub const DEBIAN: &[&str] = &[
 ];
 
 pub fn is_root() -> bool {
-    duct::cmd!("id", "-u")
-        .read()
-        .map(|u| u == "0")
-        .unwrap_or(false)
+    nix::unistd::geteuid().is_root()
 }
 
 /// The Debian packages of `pkgs` that dpkg does not have installed.

@@ -228,18 +228,21 @@ pub fn boot(
         log::info!("KVM not usable ({}); using TCG emulation", kvm.reason);
     }
     let runner = project.join(guest.script).canonicalize()?;
-    let mut exec = String::new();
+    // One shell command line for the guest, every word quoted (a path
+    // with a space must not split).
+    let mut words: Vec<String> = Vec::new();
     if !guest.env.is_empty() {
-        exec.push_str("env ");
-        for (k, v) in &guest.env {
-            exec.push_str(&format!("{k}={v} "));
-        }
+        words.push("env".into());
+        words.extend(guest.env.iter().map(|(k, v)| format!("{k}={v}")));
     }
-    exec.push_str(&format!("sh {} {}", runner.display(), logs.display()));
-    for a in &guest.args {
-        exec.push(' ');
-        exec.push_str(a);
-    }
+    words.extend([
+        "sh".to_string(),
+        runner.display().to_string(),
+        logs.display().to_string(),
+    ]);
+    words.extend(guest.args.iter().cloned());
+    let exec = shlex::try_join(words.iter().map(String::as_str))
+        .context("a guest argument holds a NUL byte")?;
     let mut cmd = Command::new("vng");
     cmd.arg("--run")
         .arg(image)

@@ -259,10 +259,9 @@ fn make_vars(outdir: &Path, jobs: usize) -> Vec<String> {
     v
 }
 
+/// Is `prog` on PATH?
 pub fn which(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-        .unwrap_or(false)
+    which::which(prog).is_ok()
 }
 
 /// Runs one configuration step in `src`, its output into the build log.
