@@ -494,6 +494,39 @@ pub fn table(b: &Bench) -> String {
             show_size(h.dirty_bytes)
         );
     }
+    out += &format!("\n{}\n", cells_table(s));
+    let g = &s.goals;
+    out += &format!("\n{}\n", ratios_table(s));
+    let lowest = s
+        .ratios
+        .iter()
+        .min_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    if let Some(l) = lowest {
+        out += &format!(
+            "no case below {}x throughput: {} (lowest: {} {:.2}x)\n",
+            g.no_case_below,
+            met(s.no_case_below_met),
+            l.fs,
+            l.throughput
+        );
+    }
+    for w in &s.warnings {
+        out += &format!("warning: {w}\n");
+    }
+    out += &format!(
+        "\nmoved: share of the file's pages moved (lowest rep); fallback: pages taken then copied (all reps)\n\
+         copy share: one page copy ({:.2} us here, {}) against the system CPU a copy rep spends per page\n\
+         {:.0} s in the VM; logs and bench.json: {}\n",
+        h.copy_us_per_page,
+        h.copy_routine,
+        b.seconds,
+        b.logs.display()
+    );
+    out
+}
+
+/// One row per cell: medians, spreads, what moved.
+fn cells_table(s: &Summary) -> String {
     let mut t = crate::report::table(
         [
             "FS",
@@ -520,7 +553,11 @@ pub fn table(b: &Bench) -> String {
             fb.to_string(),
         ]);
     }
-    out += &format!("\n{}\n", t.trim_fmt());
+    t.trim_fmt()
+}
+
+/// One row per filesystem: move against copy, against the goals.
+fn ratios_table(s: &Summary) -> String {
     let g = &s.goals;
     let mut t = crate::report::table(
         [
@@ -550,33 +587,7 @@ pub fn table(b: &Bench) -> String {
             format!("{:.1}%", r.copy_share * 100.0),
         ]);
     }
-    out += &format!("\n{}\n", t.trim_fmt());
-    let lowest = s
-        .ratios
-        .iter()
-        .min_by(|a, b| a.throughput.total_cmp(&b.throughput));
-    if let Some(l) = lowest {
-        out += &format!(
-            "no case below {}x throughput: {} (lowest: {} {:.2}x)\n",
-            g.no_case_below,
-            met(s.no_case_below_met),
-            l.fs,
-            l.throughput
-        );
-    }
-    for w in &s.warnings {
-        out += &format!("warning: {w}\n");
-    }
-    out += &format!(
-        "\nmoved: share of the file's pages moved (lowest rep); fallback: pages taken then copied (all reps)\n\
-         copy share: one page copy ({:.2} us here, {}) against the system CPU a copy rep spends per page\n\
-         {:.0} s in the VM; logs and bench.json: {}\n",
-        h.copy_us_per_page,
-        h.copy_routine,
-        b.seconds,
-        b.logs.display()
-    );
-    out
+    t.trim_fmt()
 }
 
 /// Shows the guest's progress from its output file while the VM runs.

@@ -542,7 +542,7 @@ pub fn run(
 
     // The baseline's results: cached ones now, the others from a boot of
     // the base kernel that runs beside the series' boot.
-    let mut base_res: BTreeMap<String, (Res, bool)> = BTreeMap::new();
+    let mut base_res = BaseResults::new();
     let config = base.map(|(bk, _)| config_hash(bk)).transpose()?;
     let store = baseline::Cache::new(cache);
     let key = |t: &str| -> Option<Key> {
@@ -558,24 +558,10 @@ pub fn run(
             test_hash: install::test_hash(&inst.dir, t),
         })
     };
-    let mut todo = Vec::new();
-    if base.is_some() {
-        for t in &tests {
-            match key(t).and_then(|k| store.get(&k)) {
-                Some(e) => {
-                    base_res.insert(t.clone(), (e.result, true));
-                }
-                None => todo.push(t.clone()),
-            }
-        }
-        if !base_res.is_empty() {
-            log::info!(
-                "baseline: {} result(s) cached in {}",
-                base_res.len(),
-                store.dir.display()
-            );
-        }
-    }
+    let todo = match base {
+        Some(_) => cached_baseline(&store, &key, &tests, &mut base_res),
+        None => Vec::new(),
+    };
     let cached = base_res.len();
 
     // Two guests at once: under TCG each keeps about one host CPU busy.
@@ -592,32 +578,7 @@ pub fn run(
         (br.transpose(), sr)
     });
     if let Some((cases, b)) = base_boot? {
-        // A kernel report outside the tests may belong to any of them:
-        // keep this boot's results out of the cache. After a crash or a
-        // timeout, the tests that finished before it still count (the
-        // unfinished ones are incomplete, which is never cached).
-        let trusted = b.kernel_reports.is_empty();
-        if !trusted {
-            log::info!(
-                "baseline: {} kernel report(s) outside the tests; \
-                 its results are not cached",
-                b.kernel_reports.len()
-            );
-        }
-        for t in &todo {
-            let first = cases.iter().find(|c| &c.name == t);
-            let r = first.map_or(Res::Incomplete, |c| c.result);
-            if let (true, Some(k)) = (trusted, key(t)) {
-                store.put(&baseline::Entry {
-                    key: k,
-                    result: r,
-                    seconds: first.map_or(0.0, |c| c.seconds),
-                    message: first.map(|c| c.message.clone()).unwrap_or_default(),
-                    logs: b.logs.display().to_string(),
-                })?;
-            }
-            base_res.insert(t.clone(), (r, false));
-        }
+        record_baseline(&store, &key, &todo, &cases, &b, &mut base_res)?;
         boots.push(b);
     }
     let base_info = base.map(|(bk, commit)| BaselineInfo {
@@ -639,10 +600,33 @@ pub fn run(
         })
         .cloned()
         .collect();
-    let (mut retried, retry_boot) = retry_failures(&ctx, series, &retry, logs)?;
+    let (retried, retry_boot) = retry_failures(&ctx, series, &retry, logs)?;
     boots.extend(retry_boot);
 
-    let rows: Vec<Row> = tests
+    let rows = rows_of(&tests, &cases, &base_res, retried);
+    Ok(Report {
+        kernel: series.release.clone(),
+        fs: opts.fs.clone(),
+        xfstests: inst.dir.clone(),
+        baseline: base_info,
+        expunged,
+        boots,
+        seconds: t0.elapsed().as_secs_f64(),
+        logs: logs.to_path_buf(),
+        ..Report::counted(rows)
+    })
+}
+
+/// A row per test: the series' result, the baseline's, the retries, and
+/// what that makes the test.
+fn rows_of(
+    tests: &[String],
+    cases: &[Case],
+    base_res: &BaseResults,
+    mut retried: Retried,
+) -> Vec<Row> {
+    let first = |t: &str| cases.iter().find(|c| c.name == t).cloned();
+    tests
         .iter()
         .map(|t| {
             let c = first(t).expect("judge gives every wanted test a case");
@@ -660,18 +644,77 @@ pub fn run(
                 output: c.output,
             }
         })
-        .collect();
-    Ok(Report {
-        kernel: series.release.clone(),
-        fs: opts.fs.clone(),
-        xfstests: inst.dir.clone(),
-        baseline: base_info,
-        expunged,
-        boots,
-        seconds: t0.elapsed().as_secs_f64(),
-        logs: logs.to_path_buf(),
-        ..Report::counted(rows)
-    })
+        .collect()
+}
+
+/// The baseline's results: the base kernel's result per test, and
+/// whether it came from the cache.
+type BaseResults = BTreeMap<String, (Res, bool)>;
+
+/// Fills `base_res` with the cached baseline results of `tests`; returns
+/// the tests the base kernel must run.
+fn cached_baseline(
+    store: &baseline::Cache,
+    key: &dyn Fn(&str) -> Option<Key>,
+    tests: &[String],
+    base_res: &mut BaseResults,
+) -> Vec<String> {
+    let mut todo = Vec::new();
+    for t in tests {
+        match key(t).and_then(|k| store.get(&k)) {
+            Some(e) => {
+                base_res.insert(t.clone(), (e.result, true));
+            }
+            None => todo.push(t.clone()),
+        }
+    }
+    if !base_res.is_empty() {
+        log::info!(
+            "baseline: {} result(s) cached in {}",
+            base_res.len(),
+            store.dir.display()
+        );
+    }
+    todo
+}
+
+/// Takes the base kernel's boot results into `base_res`, and into the
+/// cache when the boot can be trusted.
+fn record_baseline(
+    store: &baseline::Cache,
+    key: &dyn Fn(&str) -> Option<Key>,
+    todo: &[String],
+    cases: &[Case],
+    b: &Boot,
+    base_res: &mut BaseResults,
+) -> Result<()> {
+    // A kernel report outside the tests may belong to any of them:
+    // keep this boot's results out of the cache. After a crash or a
+    // timeout, the tests that finished before it still count (the
+    // unfinished ones are incomplete, which is never cached).
+    let trusted = b.kernel_reports.is_empty();
+    if !trusted {
+        log::info!(
+            "baseline: {} kernel report(s) outside the tests; \
+             its results are not cached",
+            b.kernel_reports.len()
+        );
+    }
+    for t in todo {
+        let first = cases.iter().find(|c| &c.name == t);
+        let r = first.map_or(Res::Incomplete, |c| c.result);
+        if let (true, Some(k)) = (trusted, key(t)) {
+            store.put(&baseline::Entry {
+                key: k,
+                result: r,
+                seconds: first.map_or(0.0, |c| c.seconds),
+                message: first.map(|c| c.message.clone()).unwrap_or_default(),
+                logs: b.logs.display().to_string(),
+            })?;
+        }
+        base_res.insert(t.clone(), (r, false));
+    }
+    Ok(())
 }
 
 /// The expunged tests among those asked for, and the tests left to run.

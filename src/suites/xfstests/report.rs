@@ -14,9 +14,8 @@ fn mmss(s: f64) -> String {
 }
 
 /// The human report: a table, the failures, totals, wall time, logs.
-pub fn table(r: &Report) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
+/// One row per test; with a baseline, its result beside the series'.
+fn tests_table(r: &Report) -> String {
     let with_base = r.baseline.is_some();
     let base_col = |t: &Row| match t.baseline {
         Some(b) => format!("{}{}", b.as_str(), if t.baseline_cached { "*" } else { "" }),
@@ -50,7 +49,14 @@ pub fn table(r: &Report) -> String {
             tab.add_row([t.test.clone(), t.series.as_str().to_string(), seconds]);
         }
     }
-    let _ = writeln!(o, "{}", tab.trim_fmt());
+    tab.trim_fmt()
+}
+
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let with_base = r.baseline.is_some();
+    let _ = writeln!(o, "{}", tests_table(r));
     if r.tests.iter().any(|t| t.baseline_cached) {
         let _ = writeln!(o, "(* baseline result from the cache)");
     }
