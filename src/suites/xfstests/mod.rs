@@ -288,7 +288,7 @@ pub struct Report {
 
 impl Report {
     /// A report of `rows` with its totals; the caller fills in the rest.
-    fn counted(rows: Vec<Row>) -> Report {
+    pub(crate) fn counted(rows: Vec<Row>) -> Report {
         let count = |s: &[Status]| rows.iter().filter(|r| s.contains(&r.status)).count();
         let named = |s: Status| -> Vec<String> {
             rows.iter()

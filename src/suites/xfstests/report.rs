@@ -253,31 +253,18 @@ mod tests {
     }
 
     fn report(rows: Vec<Row>, with_base: bool, verdict: Verdict) -> Report {
-        let named = |s: Status| -> Vec<String> {
-            rows.iter()
-                .filter(|r| r.status == s)
-                .map(|r| r.test.clone())
-                .collect()
-        };
+        let cached = rows.len();
         Report {
             kernel: "6.12.117".into(),
             fs: "ext4".into(),
             xfstests: "/var/lib/xfstests".into(),
-            run: rows.len(),
-            passed: rows.iter().filter(|r| r.status == Status::Pass).count(),
-            failed: rows.iter().filter(|r| r.series.bad()).count(),
-            skipped: rows.iter().filter(|r| r.status == Status::Skip).count(),
-            regressions: named(Status::Regression),
-            flaky: named(Status::Flaky),
             baseline: with_base.then(|| BaselineInfo {
                 commit: "66d9a096b3bbb2f5".into(),
                 kernel: "6.12.117-base".into(),
-                cached: rows.len(),
+                cached,
                 ran: 0,
                 results: BTreeMap::new(),
             }),
-            tests: rows,
-            expunged: vec![],
             boots: vec![Boot {
                 label: "series".into(),
                 kernel: "6.12.117".into(),
@@ -290,6 +277,7 @@ mod tests {
             }],
             seconds: 125.0,
             logs: "/logs".into(),
+            ..Report::counted(rows)
         }
     }
 
