@@ -51,11 +51,57 @@ impl Verdict {
     }
 }
 
+/// How a guest test ended, as vm/guest/run-tests.sh writes it to
+/// NAME.result (exit 0: pass, 77: skip, else fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestStatus {
+    Pass,
+    Fail,
+    Skip,
+    /// No result: the guest died or was killed first.
+    Incomplete,
+}
+
+impl TestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestStatus::Pass => "pass",
+            TestStatus::Fail => "fail",
+            TestStatus::Skip => "skip",
+            TestStatus::Incomplete => "incomplete",
+        }
+    }
+
+    /// Failed or never finished.
+    pub fn bad(self) -> bool {
+        matches!(self, TestStatus::Fail | TestStatus::Incomplete)
+    }
+}
+
+impl std::fmt::Display for TestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TestStatus {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<TestStatus> {
+        Ok(match s {
+            "pass" => TestStatus::Pass,
+            "fail" => TestStatus::Fail,
+            "skip" => TestStatus::Skip,
+            "incomplete" => TestStatus::Incomplete,
+            _ => bail!("no test status {s:?}"),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
     pub name: String,
-    /// pass, fail, skip, or incomplete (the guest died or was killed first).
-    pub result: String,
+    pub result: TestStatus,
     pub seconds: f64,
     pub output: String,
 }
@@ -164,7 +210,7 @@ fn read_results(res: &Path, names: &[String]) -> Vec<TestResult> {
         .ok()
         .map(|output| TestResult {
             name: "setup".into(),
-            result: "fail".into(),
+            result: TestStatus::Fail,
             seconds: 0.0,
             output,
         });
@@ -174,7 +220,11 @@ fn read_results(res: &Path, names: &[String]) -> Vec<TestResult> {
             let output = std::fs::read_to_string(res.join(format!("{n}.out"))).unwrap_or_default();
             let r = std::fs::read_to_string(res.join(format!("{n}.result"))).unwrap_or_default();
             let mut it = r.split_whitespace();
-            let result = it.next().unwrap_or("incomplete").to_string();
+            // A result the runner did not write (or garbled) is no pass.
+            let result = it
+                .next()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(TestStatus::Incomplete);
             let seconds = it.next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
             TestResult {
                 name: n.clone(),
@@ -197,11 +247,7 @@ pub fn verdict(timed_out: bool, console: &str, tests: &[TestResult], splats: &[S
         } else {
             Verdict::VmFailed
         }
-    } else if !splats.is_empty()
-        || tests
-            .iter()
-            .any(|t| t.result != "pass" && t.result != "skip")
-    {
+    } else if !splats.is_empty() || tests.iter().any(|t| t.result.bad()) {
         Verdict::Fail
     } else {
         Verdict::Pass
@@ -297,7 +343,7 @@ mod tests {
     fn t(name: &str, result: &str) -> TestResult {
         TestResult {
             name: name.into(),
-            result: result.into(),
+            result: result.parse().unwrap(),
             seconds: 1.0,
             output: String::new(),
         }

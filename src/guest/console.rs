@@ -52,9 +52,23 @@ static MATCHERS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The console markers of the guest scripts (`mark` in vm/guest/*.sh),
+/// written to /dev/kmsg: defined here once for every reader.
+pub mod marker {
+    /// Before a test (`start NAME`).
+    pub const START: &str = "zcsplice-guest: start ";
+    /// After a test (`end NAME RESULT`).
+    pub const END: &str = "zcsplice-guest: end ";
+    /// The runner is up: the kernel reached userspace.
+    pub const KERNEL_UP: &str = "zcsplice-guest: kernel ";
+    /// vm/guest/xfstests.sh, after ./check.
+    pub const END_OF_CHECK: &str = "zcsplice-guest: end check";
+}
+
 static START: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"zcsplice-guest: start (\S+)").unwrap());
-static END: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"zcsplice-guest: end (\S+)").unwrap());
+    LazyLock::new(|| Regex::new(&format!(r"{}(\S+)", regex::escape(marker::START))).unwrap());
+static END: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"{}(\S+)", regex::escape(marker::END))).unwrap());
 
 fn strip(line: &str) -> &str {
     let m = PREFIX.find(line).map_or(0, |m| m.end());
@@ -111,7 +125,7 @@ pub fn panicked(log: &str) -> bool {
 
 /// True once the guest test runner has started (the kernel booted to userspace).
 pub fn booted(log: &str) -> bool {
-    log.contains("zcsplice-guest: kernel ")
+    log.contains(marker::KERNEL_UP)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::exit::Exit;
-use crate::guest::boot::{self as run, Guest, Verdict, VmOpts};
+use crate::guest::boot::{self as run, Guest, TestStatus, Verdict, VmOpts};
 use crate::guest::disks;
 
 /// The guest program, vm/bench/NAME.c.
@@ -623,15 +623,15 @@ pub fn judge(booted: &run::Booted, timeout: Duration) -> Result<()> {
         .tests
         .iter()
         .find(|t| t.name == PROGRAM)
-        .map(|t| (t.result.as_str(), t.output.trim()))
-        .unwrap_or(("incomplete", ""));
+        .map(|t| (t.result, t.output.trim()))
+        .unwrap_or((TestStatus::Incomplete, ""));
     let fail = |msg: String| -> Result<()> {
         Err(anyhow::Error::new(Exit(
             booted.verdict.exit_code().max(1),
             anyhow!("{msg}\n  logs: {}", booted.logs.display()),
         )))
     };
-    if result == "skip" {
+    if result == TestStatus::Skip {
         return fail(format!(
             "the kernel has no vm.splice_move sysctl: it was built without the series \
              (apply it, then bench its branch); guest said: {output}"
@@ -1103,7 +1103,7 @@ mod tests {
             accel_reason: String::new(),
             tests: vec![run::TestResult {
                 name: PROGRAM.into(),
-                result: result.into(),
+                result: result.parse().unwrap(),
                 seconds: 1.0,
                 output: output.into(),
             }],

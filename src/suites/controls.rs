@@ -100,16 +100,11 @@ pub fn judge(fault: &str, r: &Report) -> Outcome {
         };
     // Kernel reports first: they name the bug; a test cut short by them does not.
     let mut evidence: Vec<String> = r.splats.iter().map(|s| s.title.clone()).collect();
-    evidence.extend(
-        r.tests
-            .iter()
-            .filter(|t| t.result != "pass" && t.result != "skip")
-            .map(|t| {
-                let last = t.output.lines().rfind(|l| !l.trim().is_empty());
-                let last = last.map_or("no output".into(), |l| l.trim().to_string());
-                format!("{}: {} ({last})", t.name, t.result)
-            }),
-    );
+    evidence.extend(r.tests.iter().filter(|t| t.result.bad()).map(|t| {
+        let last = t.output.lines().rfind(|l| !l.trim().is_empty());
+        let last = last.map_or("no output".into(), |l| l.trim().to_string());
+        format!("{}: {} ({last})", t.name, t.result)
+    }));
     Outcome {
         fault: fault.to_string(),
         verdict: r.verdict,
@@ -155,7 +150,7 @@ mod tests {
                 .iter()
                 .map(|(n, r)| TestResult {
                     name: n.to_string(),
-                    result: r.to_string(),
+                    result: r.parse().unwrap(),
                     seconds: 1.0,
                     output: "FAIL: 3 failures\n".into(),
                 })

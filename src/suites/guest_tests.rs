@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::guest::boot::{boot, compile_guest, Guest, TestResult, Verdict, VmOpts};
+use crate::guest::boot::{boot, compile_guest, Guest, TestResult, TestStatus, Verdict, VmOpts};
 use crate::guest::console::Splat;
 use crate::guest::disks;
 use crate::kernel::build::Built;
@@ -140,10 +140,7 @@ fn guest_at(console: &str) -> Option<(usize, String)> {
     let mut at = None;
     let mut started = 0;
     for l in console.lines() {
-        let Some((_, m)) = l.split_once("zcsplice-guest: ") else {
-            continue;
-        };
-        if let Some(t) = m.strip_prefix("start ") {
+        if let Some((_, t)) = l.split_once(crate::guest::console::marker::START) {
             started += 1;
             at = Some((started, t.trim().to_string()));
         }
@@ -188,12 +185,12 @@ pub fn table(r: &Report) -> String {
     for x in &r.tests {
         t.add_row([
             x.name.clone(),
-            x.result.clone(),
+            x.result.to_string(),
             format!("{:.1}", x.seconds),
         ]);
     }
     let _ = writeln!(o, "{}", t.trim_fmt());
-    for t in r.tests.iter().filter(|t| t.result == "fail") {
+    for t in r.tests.iter().filter(|t| t.result == TestStatus::Fail) {
         let _ = writeln!(o, "\n--- output of {} ---\n{}", t.name, t.output.trim_end());
     }
     for s in &r.splats {
@@ -237,13 +234,13 @@ pub fn junit(r: &Report) -> Result<String> {
         .map(|t| Case {
             name: &t.name,
             seconds: t.seconds,
-            outcome: match t.result.as_str() {
-                "fail" | "incomplete" => Outcome::Fail {
-                    message: &t.result,
+            outcome: match t.result {
+                TestStatus::Fail | TestStatus::Incomplete => Outcome::Fail {
+                    message: t.result.as_str(),
                     text: Some(&t.output),
                 },
-                "skip" => Outcome::Skip,
-                _ => Outcome::Pass,
+                TestStatus::Skip => Outcome::Skip,
+                TestStatus::Pass => Outcome::Pass,
             },
             output: &t.output,
         })
@@ -292,7 +289,7 @@ mod tests {
     fn report() -> Report {
         let test = |name: &str, result: &str, seconds: f64, output: &str| TestResult {
             name: name.into(),
-            result: result.into(),
+            result: result.parse().unwrap(),
             seconds,
             output: output.into(),
         };

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-use crate::guest::boot::Verdict;
+use crate::guest::boot::{TestStatus, Verdict};
 use crate::series::render;
 use crate::suites::{guest_tests, xfstests};
 
@@ -287,10 +287,10 @@ pub fn render_detail(r: &render::Rendered) -> String {
 }
 
 pub fn run_outcome(r: &guest_tests::Report) -> Outcome {
-    let count = |res: &str| r.tests.iter().filter(|t| t.result == res).count();
-    let mut detail = format!("{}/{} passed", count("pass"), r.tests.len());
-    if count("skip") > 0 {
-        detail.push_str(&format!(", {} skipped", count("skip")));
+    let count = |res: TestStatus| r.tests.iter().filter(|t| t.result == res).count();
+    let mut detail = format!("{}/{} passed", count(TestStatus::Pass), r.tests.len());
+    if count(TestStatus::Skip) > 0 {
+        detail.push_str(&format!(", {} skipped", count(TestStatus::Skip)));
     }
     if !r.splats.is_empty() {
         detail.push_str(&format!(", {} kernel report(s)", r.splats.len()));

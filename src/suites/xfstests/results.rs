@@ -2,6 +2,7 @@
 //! RESULT_BASE/result.xml) and the console, whose kernel reports fail the
 //! test that was running when they appeared.
 
+use crate::guest::console::marker::{self, END_OF_CHECK};
 use anyhow::{Context, Result};
 use quick_xml::events::Event;
 use regex::Regex;
@@ -151,11 +152,11 @@ pub fn splats(console_log: &str) -> Vec<Splat> {
         if let Some(c) = RUN.captures(l) {
             let n = seen.entry(c[1].to_string()).or_default();
             *n += 1;
-            marked.push_str(&format!("zcsplice-guest: start {}#{n}\n", &c[1]));
+            marked.push_str(&format!("{}{}#{n}\n", marker::START, &c[1]));
         } else if l.contains(END_OF_CHECK) {
             // A start marker, not an end one: it also ends the text of
             // a report just before it.
-            marked.push_str("zcsplice-guest: start -\n");
+            marked.push_str(&format!("{}-\n", marker::START));
         } else {
             marked.push_str(l);
             marked.push('\n');
@@ -169,9 +170,6 @@ pub fn splats(console_log: &str) -> Vec<Splat> {
     }
     v
 }
-
-/// vm/guest/xfstests.sh's marker after ./check.
-const END_OF_CHECK: &str = "zcsplice-guest: end check";
 
 /// The tests whose start marker is in the console, in order of first start.
 pub fn started(console_log: &str) -> Vec<String> {
