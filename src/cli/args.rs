@@ -428,6 +428,7 @@ impl XfstestsArgs {
             groups: self.groups.clone(),
             tests: self.tests.clone(),
             baseline: self.baseline,
+            base: None,
             retries: self.retries,
             xfstests: self.xfstests.clone(),
             xfstests_env: xfstests_env(),

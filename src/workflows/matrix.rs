@@ -201,6 +201,7 @@ pub fn run_matrix(env: &crate::env::Env, m: &Opts) -> Result<Vec<Row>> {
                     let x = xfstests::Request {
                         build: request(&a.branch),
                         baseline: true,
+                        base: Some(a.base),
                         ..m.xfstests.clone()
                     };
                     xfstests_outcome(&xfstests::run_request(env, &x)?)

@@ -55,6 +55,9 @@ pub struct Request {
     /// Tests by name; none and no groups: vm/xfstests/zcsplice-smoke.
     pub tests: Vec<String>,
     pub baseline: bool,
+    /// The base commit, when the caller has it (the matrix, from
+    /// `Applied`); else the recorded base of the branch.
+    pub base: Option<git2::Oid>,
     pub retries: u32,
     /// A built xfstests tree (--xfstests), else `xfstests_env`
     /// (XFSTESTS_DIR), else /var/lib/xfstests.
@@ -75,6 +78,7 @@ impl Default for Request {
             groups: vec![],
             tests: vec![],
             baseline: false,
+            base: None,
             retries: 2,
             xfstests: None,
             xfstests_env: None,
@@ -109,9 +113,10 @@ pub fn run_request(env: &crate::env::Env, x: &Request) -> Result<Report> {
     lists::expunged(&env.series, &x.fs)?;
     let b = &x.build;
     // Known before any build: a tree without a recorded base fails at once.
-    let base = match x.baseline {
-        true => Some(base_of(&b.tree, b.branch.as_deref())?),
-        false => None,
+    let base = match (x.baseline, x.base) {
+        (false, _) => None,
+        (true, Some(oid)) => Some(base_rev(&git2::Repository::open(&b.tree)?, oid)?),
+        (true, None) => Some(base_of(&b.tree, b.branch.as_deref())?),
     };
     let built = build_kernel(env, b)?;
     let base_built = match &base {
@@ -184,11 +189,18 @@ pub fn base_of(tree: &Path, branch: Option<&str>) -> Result<(String, String)> {
             crate::tree::base_ref(&branch)
         )
     })?;
-    let base = base_oid.to_string();
     let tip = repo.revparse_single(&branch)?.peel_to_commit()?.id();
     if tip == base_oid {
         bail!("--baseline: {branch} is its own base: it carries no series");
     }
+    base_rev(&repo, base_oid)
+}
+
+/// The base commit and a revision naming it for `build`: a local branch
+/// at that commit (so the cache's build directory for it is reused), else
+/// the commit itself.
+fn base_rev(repo: &git2::Repository, base_oid: git2::Oid) -> Result<(String, String)> {
+    let base = base_oid.to_string();
     let mut names: Vec<String> = Vec::new();
     for b in repo.branches(Some(git2::BranchType::Local))? {
         let (b, _) = b?;
