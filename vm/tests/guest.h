@@ -138,7 +138,7 @@ static inline int splice_full(int pfd, int fd, loff_t *off, size_t len)
 
 /*
  * A block filesystem on one of the scratch disks zcsplice attaches to every
- * boot (src/disks.rs): ext4 and its variants on /dev/vda, ext2 on /dev/vdb.
+ * boot (src/guest/disks.rs): ext4 and its variants on /dev/vda, ext2 on /dev/vdb.
  * Each setup makes the filesystem anew, with mkfs from the host root the
  * guest runs on, and mounts it on /tmp/zcsplice-<name>.
  */
