@@ -58,6 +58,7 @@ pub fn run_controls(
             known.join(", ")
         )));
     }
+    let built = crate::kernel::build::build_kernel(env, req)?;
     let mut outcomes = Vec::new();
     for c in all
         .iter()
@@ -73,7 +74,6 @@ pub fn run_controls(
             },
             fault: Some(c.fault.clone()),
         };
-        let built = crate::kernel::build::build_kernel(env, req)?;
         let report = crate::suites::guest_tests::run_built(env, &built, &opts)?;
         if matches!(report.verdict, Verdict::VmFailed) {
             return Err(crate::exit::infrastructure(anyhow::anyhow!(
