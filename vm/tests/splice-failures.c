@@ -154,14 +154,17 @@ static long long dev_sectors(const char *dev)
 	return bytes / 512;
 }
 
-/* Loads a new table into the dm device and switches to it. */
+/*
+ * Switches the dm device to a new table. --nolockfs: a suspend that
+ * freezes the filesystem would sync it, and fail once writes do.
+ */
 static int dm_table(const char *table)
 {
-	char cmd[256];
+	char cmd[320];
 
 	snprintf(cmd, sizeof(cmd),
-		 "dmsetup reload " DM_NAME " --table '%s' && dmsetup resume " DM_NAME,
-		 table);
+		 "dmsetup suspend --nolockfs " DM_NAME " && dmsetup reload " DM_NAME
+		 " --table '%s' && dmsetup resume " DM_NAME, table);
 	return sh(cmd);
 }
 
@@ -203,6 +206,18 @@ static void dsync_eio(void)
 		goto out;
 	}
 	fill(want, sizeof(want), 3);
+	/*
+	 * Allocate the file's blocks while the device works, then drop its
+	 * pages: on the failing device, writes must find their blocks mapped
+	 * (allocating would read bitmaps and fail first) and no page cached
+	 * (pages are only moved where nothing is cached).
+	 */
+	memset(other, 0, sizeof(other));
+	if (pwrite(wfd, other, sizeof(other), 0) != sizeof(other) || fsync(wfd) ||
+	    posix_fadvise(wfd, 0, 0, POSIX_FADV_DONTNEED)) {
+		check(0, "dsync-eio: preallocating the file: %s", strerror(errno));
+		goto out;
+	}
 	sync();
 	if (dm_table(error)) {
 		check(0, "dsync-eio: cannot switch %s to the error target", dev);
@@ -289,7 +304,8 @@ static long refused_splices(int fd, const char *what, unsigned int flags)
 	}
 	before = memcg_current("fallback");
 	for (int k = 0; k < FALLBACK_PIPES; k++) {
-		loff_t off = (loff_t)k * PAGE;
+		/* Past what the full tmpfs holds: each splice needs a block. */
+		loff_t off = (loff_t)(k + 64) * PAGE;
 
 		if (splice(rd[k], NULL, fd, &off, PAGE, flags) < 0)
 			refused++;
@@ -316,7 +332,7 @@ static void memcg_fallback(void)
 		return;
 	}
 	fds[0] = memfd_create("sealed", MFD_ALLOW_SEALING);
-	if (fds[0] < 0 || ftruncate(fds[0], FALLBACK_PIPES * PAGE) ||
+	if (fds[0] < 0 || ftruncate(fds[0], (FALLBACK_PIPES + 64) * PAGE) ||
 	    fcntl(fds[0], F_ADD_SEALS, F_SEAL_WRITE)) {
 		check(0, "memcg-fallback: sealed memfd: %s", strerror(errno));
 		goto out;
