@@ -19,6 +19,7 @@ pub const DEBIAN: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "e2fsprogs",
+    "dmsetup",
     "fio",
     "stress-ng",
     "git",

@@ -101,7 +101,7 @@ pub enum Cmd {
         json: bool,
     },
     /// Build if needed, boot once and measure splice(pipe -> file) into
-    /// tmpfs, ramfs and ext4 with vm.splice_move on (move) and off (copy).
+    /// tmpfs, ramfs and ext4 with SPLICE_F_MOVE (move) and without it (copy).
     ///
     /// Each rep a writer process write(2)s --size bytes into a pipe of the
     /// default size (64 KiB) in 64 KiB writes while the bench splices them

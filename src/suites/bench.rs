@@ -1,6 +1,6 @@
 //! `zcsplice bench`: one boot of the patched kernel runs vm/bench/splice-bench
-//! (splice from a pipe into tmpfs, ramfs and ext4 files, vm.splice_move on
-//! and off, interleaved); here its rep lines become medians, spreads,
+//! (splice from a pipe into tmpfs, ramfs and ext4 files, with SPLICE_F_MOVE
+//! and without, interleaved); here its rep lines become medians, spreads,
 //! move/copy ratios against the series' goals, a table and JSON.
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -346,7 +346,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                     moved_share_min * 100.0
                 )),
                 "copy" if moved.iter().any(|&m| m != 0) => warnings.push(format!(
-                    "{fs} copy: pages were moved with vm.splice_move = 0 ({moved:?})"
+                    "{fs} copy: pages were moved without SPLICE_F_MOVE ({moved:?})"
                 )),
                 _ => {}
             }

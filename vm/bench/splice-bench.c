@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * splice-bench: throughput and system CPU time of splice(pipe -> file)
- * into tmpfs, ramfs and ext4, with vm.splice_move on (pipe pages are moved
- * into the page cache) and off (they are copied), in one boot.
+ * into tmpfs, ramfs and ext4, with SPLICE_F_MOVE (pipe pages are moved into
+ * the page cache) and without it (they are copied), in one boot, with
+ * vm.splice_move=1: the flag is the switch.
  *
  * A writer process write(2)s ZCSPLICE_BENCH_SIZE bytes into a pipe of the
  * default size, 64 KiB at a time; this process splices them into a fresh
  * file. Every pipe page is then whole and lands on a page-aligned file
- * offset, so with the switch on every page can be moved. The cells (fs x
+ * offset, so with the flag every page can be moved. The cells (fs x
  * mode) are interleaved rep by rep, so that drift hits both modes alike;
  * rep 0 of every cell is a warm-up.
  *
@@ -221,6 +222,9 @@ static int verify(int fd, unsigned long long size)
  * are its fsync() nor the sync() after the removal, which leave nothing
  * for the next rep to write back.
  */
+/* The splice flags of the mode being timed: SPLICE_F_MOVE or none. */
+static unsigned int splice_flags;
+
 static int one_rep(const char *file, unsigned long long size,
 		   int timed_fsync, int block, struct sample *s)
 {
@@ -251,7 +255,7 @@ static int one_rep(const char *file, unsigned long long size,
 	}
 	close(p[1]);
 	while (done < size) {
-		ssize_t n = splice(p[0], NULL, fd, NULL, size - done, 0);
+		ssize_t n = splice(p[0], NULL, fd, NULL, size - done, splice_flags);
 
 		if (n <= 0) {
 			fprintf(stderr, "splice-bench: splice at %llu: %s\n",
@@ -384,6 +388,11 @@ int main(void)
 		printf("kernel without the series: no /proc/sys/vm/splice_move\n");
 		return 77;
 	}
+	/* 1: moves happen exactly where the splice passes SPLICE_F_MOVE. */
+	if (set_splice_move(1) || read_number("/proc/sys/vm/splice_move") != 1) {
+		perror("vm.splice_move=1");
+		return 1;
+	}
 	nrows = list ? parse_rows(list, rows) : 0;
 	if (!size || size % WRITE_SIZE || !reps || !path || !nrows) {
 		fprintf(stderr, "splice-bench: bad size, reps, rows or output\n");
@@ -452,12 +461,7 @@ int main(void)
 			for (int m = 0; !err && m < 2; m++) {
 				struct sample s;
 
-				if (set_splice_move(!m) ||
-				    read_number("/proc/sys/vm/splice_move") != !m) {
-					perror("vm.splice_move");
-					err = 1;
-					break;
-				}
+				splice_flags = m ? 0 : SPLICE_F_MOVE;
 				if (block)
 					snprintf(file, sizeof(file), "%s/file",
 						 ext4.mnt);
@@ -487,7 +491,6 @@ int main(void)
 			}
 		}
 	}
-	set_splice_move(1);
 	if (dirty_limit)
 		restore_dirty();
 	blockfs_teardown(&ext4);

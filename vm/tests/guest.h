@@ -67,10 +67,17 @@ static inline long read_number(const char *path)
 	return v;
 }
 
-/* The switch the series adds; -1 on a kernel without it. */
-static inline int set_splice_move(int on)
+/*
+ * The switch the series adds: 0 never moves, 1 moves when the splice asks
+ * with SPLICE_F_MOVE (what the tests do), 2 always. -1 on a kernel
+ * without it.
+ */
+static inline int set_splice_move(int mode)
 {
-	return write_file("/proc/sys/vm/splice_move", on ? "1" : "0");
+	char val[8];
+
+	snprintf(val, sizeof(val), "%d", mode);
+	return write_file("/proc/sys/vm/splice_move", val);
 }
 
 /* Syncs and drops clean page cache: a moved page not dirtied is lost. */
@@ -117,14 +124,14 @@ static inline uint32_t xrand(uint64_t *state)
 
 /*
  * Splices exactly len bytes from the pipe read end pfd to fd (at *off, or
- * at the file position when off is NULL). Returns 0, or -1 with errno set
- * (ENODATA when the pipe ran dry).
+ * at the file position when off is NULL), with SPLICE_F_MOVE: pages may be
+ * moved. Returns 0, or -1 with errno set (ENODATA when the pipe ran dry).
  */
 #ifdef SPLICE_F_MOVE	/* not when <fcntl.h> came before _GNU_SOURCE */
 static inline int splice_full(int pfd, int fd, loff_t *off, size_t len)
 {
 	while (len) {
-		ssize_t n = splice(pfd, NULL, fd, off, len, 0);
+		ssize_t n = splice(pfd, NULL, fd, off, len, SPLICE_F_MOVE);
 
 		if (n == 0)
 			errno = ENODATA;

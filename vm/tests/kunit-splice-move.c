@@ -6,7 +6,8 @@
  * splice_move_blockfs suite needs a mounted block filesystem, which does
  * not exist at boot: it is run here, once on ext4 and once on ext2 (the
  * scratch disks zcsplice attaches), by writing the mount point to
- * /sys/module/splice/parameters/kunit_blockfs; the write fails unless
+ * /sys/module/splice_kunit/parameters/kunit_blockfs (v1 of the series:
+ * /sys/module/splice/...); the write fails unless
  * every case passed, and the KTAP results go to the kernel log (and so to
  * the console zcsplice checks). Skips on a kernel without the series.
  */
@@ -18,7 +19,8 @@
 #include "guest.h"
 
 #define KUNIT "/sys/kernel/debug/kunit"
-#define BLOCKFS_PARAM "/sys/module/splice/parameters/kunit_blockfs"
+#define BLOCKFS_PARAM "/sys/module/splice_kunit/parameters/kunit_blockfs"
+#define BLOCKFS_PARAM_V1 "/sys/module/splice/parameters/kunit_blockfs"
 
 /* Counts the "ok" and "not ok" cases in one suite's results; -1 if none. */
 static int suite(const char *name, int *ok, int *bad)
@@ -65,7 +67,8 @@ static int blockfs_suite(const char *type, int *ok, int *bad)
 		printf("FAIL: no %s to run splice_move_blockfs on\n", type);
 		return -1;
 	}
-	rc = write_file(BLOCKFS_PARAM, b.mnt);
+	rc = write_file(access(BLOCKFS_PARAM, F_OK) ? BLOCKFS_PARAM_V1 : BLOCKFS_PARAM,
+			b.mnt);
 	printf("%s splice_move_blockfs on %s (KTAP on the console)\n",
 	       rc ? "not ok" : "ok", type);
 	if (rc)

@@ -173,7 +173,7 @@ static long run(const char *dir, const char *mode, int aligned)
 	}
 	close(p[1]);
 	for (size_t k = 0; ; k++) {
-		ssize_t s = splice(p[0], NULL, fd, NULL, ss[k % nss], 0);
+		ssize_t s = splice(p[0], NULL, fd, NULL, ss[k % nss], SPLICE_F_MOVE);
 
 		if (s < 0) {
 			printf("FAIL: %s: splice after %zu bytes: %s\n", path, done,

@@ -1049,7 +1049,7 @@ static void enospc_case(const char *dir)
 		_exit(write(p[1], want, sizeof(want)) != sizeof(want));
 	}
 	close(p[1]);
-	while ((n = splice(p[0], NULL, fd, &off, sizeof(want), 0)) > 0)
+	while ((n = splice(p[0], NULL, fd, &off, sizeof(want), SPLICE_F_MOVE)) > 0)
 		;
 	if (n < 0 && errno == ENOSPC) {
 		hit = 1;

@@ -223,9 +223,9 @@ static void splice_over_limit(const char *path, long off, long len, unsigned int
 		check(0, "write %ld bytes into the pipe: %s", len, strerror(errno));
 		goto out;
 	}
-	s = splice(p[0], NULL, fd, &pos, len, 0);
+	s = splice(p[0], NULL, fd, &pos, len, SPLICE_F_MOVE);
 	*first = s < 0 ? -errno : s;
-	s = splice(p[0], NULL, fd, &pos, len, 0);
+	s = splice(p[0], NULL, fd, &pos, len, SPLICE_F_MOVE);
 	*second = s;
 	*second_errno = s < 0 ? errno : 0;
 	*pos_after = pos;
