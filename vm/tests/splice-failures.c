@@ -287,7 +287,7 @@ static long memcg_current(const char *name)
 static long refused_splices(int fd, const char *what, unsigned int flags)
 {
 	static int rd[FALLBACK_PIPES];
-	long before, after;
+	long before, after, taken;
 	int refused = 0;
 
 	for (int k = 0; k < FALLBACK_PIPES; k++) {
@@ -303,6 +303,7 @@ static long refused_splices(int fd, const char *what, unsigned int flags)
 		rd[k] = p[0];
 	}
 	before = memcg_current("fallback");
+	taken = vmstat("splice_move_fallback");
 	for (int k = 0; k < FALLBACK_PIPES; k++) {
 		/* Past what the full tmpfs holds: each splice needs a block. */
 		loff_t off = (loff_t)(k + 64) * PAGE;
@@ -311,8 +312,11 @@ static long refused_splices(int fd, const char *what, unsigned int flags)
 			refused++;
 	}
 	after = memcg_current("fallback");
+	taken = vmstat("splice_move_fallback") - taken;
 	for (int k = 0; k < FALLBACK_PIPES; k++)
 		close(rd[k]);
+	printf("memcg-fallback: %s%s: %ld pages taken for a move and given back\n",
+	       what, flags ? " (SPLICE_F_MOVE)" : "", taken);
 	check(refused == FALLBACK_PIPES, "memcg-fallback: %s refused %d of %d splices%s",
 	      what, refused, FALLBACK_PIPES, flags ? " (SPLICE_F_MOVE)" : "");
 	return (before - after) / PAGE;
