@@ -282,9 +282,12 @@ static long memcg_current(const char *name)
 
 /*
  * Fills FALLBACK_PIPES pipes with a page each and splices each into fd,
- * which refuses it. Returns how much the memcg's charge dropped, in pages.
+ * which refuses it. Sets *drop to how much the memcg's charge dropped, in
+ * pages (negative when it rose). Returns 0, or -1 when the pipes could not
+ * be made.
  */
-static long refused_splices(int fd, const char *what, unsigned int flags)
+static int refused_splices(int fd, const char *what, unsigned int flags,
+			   long *drop)
 {
 	static int rd[FALLBACK_PIPES];
 	long before, after, taken;
@@ -319,7 +322,8 @@ static long refused_splices(int fd, const char *what, unsigned int flags)
 	       what, flags ? " (SPLICE_F_MOVE)" : "", taken);
 	check(refused == FALLBACK_PIPES, "memcg-fallback: %s refused %d of %d splices%s",
 	      what, refused, FALLBACK_PIPES, flags ? " (SPLICE_F_MOVE)" : "");
-	return (before - after) / PAGE;
+	*drop = (before - after) / PAGE;
+	return 0;
 }
 
 static void memcg_fallback(void)
@@ -355,10 +359,10 @@ static void memcg_fallback(void)
 		goto out;
 	}
 	for (int f = 0; f < 2; f++) {
-		long copy = refused_splices(fds[f], names[f], 0);
-		long move = refused_splices(fds[f], names[f], SPLICE_F_MOVE);
+		long copy, move;
 
-		if (copy < 0 || move < 0)
+		if (refused_splices(fds[f], names[f], 0, &copy) ||
+		    refused_splices(fds[f], names[f], SPLICE_F_MOVE, &move))
 			continue;
 		/*
 		 * The pipes still hold every page, so the charge must not drop
