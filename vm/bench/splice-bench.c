@@ -76,14 +76,6 @@ static const char *const dirty_knobs[] = {
 };
 static long dirty_saved[3];
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static double secs(struct timeval tv)
 {
 	return tv.tv_sec + tv.tv_usec / 1e6;

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Where run-tests.sh puts the tests: a child memory cgroup. */
@@ -38,6 +39,15 @@ static inline long vmstat(const char *name)
 	}
 	fclose(f);
 	return -1;
+}
+
+/* Seconds on the monotonic clock. */
+static inline double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Writes a string to a file in /proc or /sys; 0 on success. */

@@ -326,10 +326,38 @@ static int refused_splices(int fd, const char *what, unsigned int flags,
 	return 0;
 }
 
+/*
+ * Mounts a tmpfs of 16 pages on mnt and fills it through mnt/f, which it
+ * returns open; -1 after saying why (the caller unmounts).
+ */
+static int full_tmpfs(const char *what, const char *mnt)
+{
+	static unsigned char page[PAGE];
+	char path[128];
+	int fd;
+
+	mkdir(mnt, 0755);
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=64k")) {
+		check(0, "%s: mount tmpfs: %s", what, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/f", mnt);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	for (int k = 0; fd >= 0 && k < 16; k++)
+		if (write(fd, page, PAGE) != PAGE)
+			break;
+	if (fd < 0 || write(fd, page, PAGE) >= 0) {
+		check(0, "%s: cannot fill a 64k tmpfs", what);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 static void memcg_fallback(void)
 {
 	const char *mnt = "/tmp/zcsplice-full";
-	static unsigned char page[PAGE];
 	int fds[2] = { -1, -1 };
 	const char *names[2] = { "a sealed memfd", "a full tmpfs" };
 
@@ -345,19 +373,9 @@ static void memcg_fallback(void)
 		check(0, "memcg-fallback: sealed memfd: %s", strerror(errno));
 		goto out;
 	}
-	mkdir(mnt, 0755);
-	if (mount("tmpfs", mnt, "tmpfs", 0, "size=64k")) {
-		check(0, "memcg-fallback: mount tmpfs: %s", strerror(errno));
+	fds[1] = full_tmpfs("memcg-fallback", mnt);
+	if (fds[1] < 0)
 		goto out;
-	}
-	fds[1] = open("/tmp/zcsplice-full/f", O_RDWR | O_CREAT | O_TRUNC, 0600);
-	for (int k = 0; fds[1] >= 0 && k < 16; k++)
-		if (write(fds[1], page, PAGE) != PAGE)
-			break;
-	if (fds[1] < 0 || write(fds[1], page, PAGE) >= 0) {
-		check(0, "memcg-fallback: cannot fill a 64k tmpfs");
-		goto out;
-	}
 	for (int f = 0; f < 2; f++) {
 		long copy, move;
 
@@ -486,14 +504,6 @@ out:
 	blockfs_teardown(&b);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void slow_insert(void)
 {
 	const char *mnt = "/tmp/zcsplice-slow";
@@ -508,18 +518,16 @@ static void slow_insert(void)
 		return;
 	}
 	slowest = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	mkdir(mnt, 0755);
-	if (slowest == MAP_FAILED || mount("tmpfs", mnt, "tmpfs", 0, "size=64k")) {
-		check(0, "slow-insert: setup: %s", strerror(errno));
+	if (slowest == MAP_FAILED) {
+		check(0, "slow-insert: mmap: %s", strerror(errno));
 		return;
 	}
-	fd = open("/tmp/zcsplice-slow/f", O_RDWR | O_CREAT | O_TRUNC, 0600);
-	for (int k = 0; fd >= 0 && k < 16; k++)
-		if (write(fd, page, PAGE) != PAGE)
-			break;
+	fd = full_tmpfs("slow-insert", mnt);
+	if (fd < 0)
+		goto out;
 	/* A hole at index 64, inside i_size. */
-	if (fd < 0 || ftruncate(fd, 128 * PAGE) || write(fd, page, PAGE) >= 0) {
-		check(0, "slow-insert: cannot fill a 64k tmpfs");
+	if (ftruncate(fd, 128 * PAGE)) {
+		check(0, "slow-insert: ftruncate: %s", strerror(errno));
 		goto out;
 	}
 	if (knob("slow-insert")) {

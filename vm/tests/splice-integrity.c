@@ -211,14 +211,6 @@ static int splice_pat(int fd, off_t off, size_t len, unsigned int seed)
 	return ret;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void *shared_page(void)
 {
 	void *p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,

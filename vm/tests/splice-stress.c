@@ -62,14 +62,6 @@ static int find_exe(const char *name, char *out, size_t size)
 	return -1;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /*
  * Runs argv in its own process group, stdout and stderr echoed with "| "
  * (except lines starting with @hide) and kept in @out. Returns the exit
