@@ -198,6 +198,7 @@ impl BenchArgs {
                 timeout: Duration::from_secs(self.timeout),
                 memory: self.memory.clone(),
                 cpus: 2,
+                numa_nodes: 1,
             },
         })
     }
@@ -242,6 +243,10 @@ pub struct GuestArgs {
     /// Guest memory (qemu -m).
     #[arg(long, default_value = "2G")]
     pub memory: String,
+    /// NUMA nodes of the guest, sharing its memory and CPUs evenly
+    /// (splice-numa needs two, and skips on one).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub numa_nodes: u32,
 }
 
 #[derive(Args)]
@@ -407,6 +412,7 @@ impl GuestArgs {
                 timeout: Duration::from_secs(self.timeout),
                 memory: self.memory.clone(),
                 cpus: 2,
+                numa_nodes: self.numa_nodes,
             },
             fault,
         }

@@ -173,6 +173,7 @@ fn demo(env: &Env, debian: &import::DebianSpec, timeout: u64) -> Result<u8> {
         tests: vec![],
         timeout,
         memory: "2G".into(),
+        numa_nodes: 2,
     };
     run_tests(env, &req, &guest.run_opts(None), false, None)
 }

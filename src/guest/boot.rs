@@ -112,6 +112,44 @@ pub struct VmOpts {
     pub timeout: Duration,
     pub memory: String,
     pub cpus: u32,
+    /// NUMA nodes the memory and CPUs are split over evenly (1: no NUMA).
+    pub numa_nodes: u32,
+}
+
+impl VmOpts {
+    /// The vng arguments for memory, CPUs and NUMA nodes. vng wants the
+    /// nodes' memory to add up to --memory exactly, so both are in MiB.
+    fn vng_args(&self) -> Result<Vec<String>> {
+        let mut args = vec!["--cpus".to_string(), self.cpus.to_string()];
+        if self.numa_nodes <= 1 {
+            args.extend(["--memory".to_string(), self.memory.clone()]);
+            return Ok(args);
+        }
+        let mib = crate::suites::bench::parse_size(&self.memory)
+            .with_context(|| format!("guest memory {:?}", self.memory))?
+            >> 20;
+        let per_node = mib / u64::from(self.numa_nodes);
+        if per_node == 0 {
+            bail!(
+                "guest memory {} is too small for {} NUMA nodes",
+                self.memory,
+                self.numa_nodes
+            );
+        }
+        args.extend([
+            "--memory".to_string(),
+            format!("{}M", per_node * u64::from(self.numa_nodes)),
+        ]);
+        // Every CPU on node 0, the other nodes memory only (as CXL memory
+        // is): CPUs of one qemu socket spread over nodes make the guest's
+        // scheduler warn about its topology at boot.
+        let last = self.cpus.saturating_sub(1);
+        args.extend(["--numa".to_string(), format!("{per_node}M,cpus=0-{last}")]);
+        for _ in 1..self.numa_nodes {
+            args.extend(["--numa".to_string(), format!("{per_node}M")]);
+        }
+        Ok(args)
+    }
 }
 
 /// What a boot runs: `sh SCRIPT RWDIR ARGS...` in the guest, with `env`
@@ -292,13 +330,8 @@ pub fn boot(
     let mut cmd = Command::new("vng");
     cmd.arg("--run")
         .arg(image)
-        .args([
-            "--verbose",
-            "--cpus",
-            &vm_opts.cpus.to_string(),
-            "--memory",
-            &vm_opts.memory,
-        ])
+        .arg("--verbose")
+        .args(vm_opts.vng_args()?)
         .arg("--rwdir")
         .arg(&logs)
         .args(["--append", "printk.time=1", "--exec", &exec])
@@ -333,6 +366,60 @@ pub fn boot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vm(memory: &str, numa_nodes: u32) -> VmOpts {
+        VmOpts {
+            timeout: Duration::from_secs(1),
+            memory: memory.into(),
+            cpus: 2,
+            numa_nodes,
+        }
+    }
+
+    #[test]
+    fn one_node_passes_memory_as_given() {
+        assert_eq!(
+            vm("2G", 1).vng_args().unwrap(),
+            ["--cpus", "2", "--memory", "2G"]
+        );
+    }
+
+    #[test]
+    fn numa_nodes_split_memory_in_mib_with_the_cpus_on_node_0() {
+        assert_eq!(
+            vm("3G", 2).vng_args().unwrap(),
+            [
+                "--cpus",
+                "2",
+                "--memory",
+                "3072M",
+                "--numa",
+                "1536M,cpus=0-1",
+                "--numa",
+                "1536M"
+            ]
+        );
+        // 1000M over 3 nodes: 333M each, and --memory matches their sum.
+        let a = vm("1000M", 3).vng_args().unwrap();
+        assert_eq!(a[3], "999M");
+        assert_eq!(
+            &a[4..],
+            [
+                "--numa",
+                "333M,cpus=0-1",
+                "--numa",
+                "333M",
+                "--numa",
+                "333M"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_memory_is_an_error_naming_it() {
+        let e = vm("lots", 2).vng_args().unwrap_err();
+        assert!(format!("{e:#}").contains("guest memory \"lots\""), "{e:#}");
+    }
 
     // Real consoles captured from `zcsplice run` on Debian's 6.12 under TCG.
     const CLEAN: &str = include_str!("../../tests/fixtures/console/clean-6.12.log");

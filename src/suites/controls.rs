@@ -71,6 +71,8 @@ pub fn run_controls(
                 timeout,
                 memory: "2G".into(),
                 cpus: 2,
+                // As `zcsplice run` boots the guest tests.
+                numa_nodes: 2,
             },
             fault: Some(c.fault.clone()),
         };

@@ -142,6 +142,7 @@ pub fn run_request(env: &crate::env::Env, x: &Request) -> Result<Report> {
             timeout: x.timeout,
             memory: x.memory.clone(),
             cpus: 2,
+            numa_nodes: 1,
         },
     };
     let report = run(
