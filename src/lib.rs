@@ -10,6 +10,7 @@
 //!
 //! Process-wide: `exit` (the exit-code map), `procs` and `interrupt` (child
 //! process groups and the signal handler), `deps` (installing tools).
+//! `size`: sizes given on the command line.
 //! `report`: the one style of tables and JUnit XML that the others use.
 //! The CLI (src/main.rs, src/cli/) parses, dispatches and prints; nothing
 //! here imports it.
@@ -24,6 +25,7 @@ pub mod procs;
 pub mod progress;
 pub mod report;
 pub mod series;
+pub mod size;
 pub mod suites;
 pub mod tree;
 pub mod workflows;

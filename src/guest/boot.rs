@@ -125,7 +125,7 @@ impl VmOpts {
             args.extend(["--memory".to_string(), self.memory.clone()]);
             return Ok(args);
         }
-        let mib = crate::suites::bench::parse_size(&self.memory)
+        let mib = crate::size::parse_bytes(&self.memory)
             .with_context(|| format!("guest memory {:?}", self.memory))?
             >> 20;
         let per_node = mib / u64::from(self.numa_nodes);

@@ -251,31 +251,10 @@ pub struct Bench {
     pub logs: PathBuf,
 }
 
-/// Parses a size: bytes, or a number with K, M or G (binary units).
+/// Parses the bench's file size (see crate::size): a positive multiple of
+/// the 64K write size.
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, unit) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
-        _ => (t, ' '),
-    };
-    let shift = match unit {
-        ' ' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        _ => bail!("{s:?}: unknown unit (use K, M or G)"),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .with_context(|| format!("{s:?} is not a size"))?;
-    let bytes = n
-        .checked_mul(1 << shift)
-        .ok_or_else(|| anyhow!("{s:?} is too large"))?;
+    let bytes = crate::size::parse_bytes(s)?;
     if bytes == 0 || !bytes.is_multiple_of(WRITE_SIZE) {
         bail!("{s:?}: the size must be a positive multiple of 64K");
     }
