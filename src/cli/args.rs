@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use zcsplice::exit;
-use zcsplice::guest::boot::VmOpts;
+use zcsplice::guest::boot::{VmOpts, TEST_NUMA_NODES};
 use zcsplice::kernel::build::{BuildRequest, KernelOpts};
 use zcsplice::suites::guest_tests::RunOpts;
 use zcsplice::suites::{bench, xfstests};
@@ -243,9 +243,9 @@ pub struct GuestArgs {
     /// Guest memory (qemu -m).
     #[arg(long, default_value = "2G")]
     pub memory: String,
-    /// NUMA nodes of the guest, sharing its memory and CPUs evenly
-    /// (splice-numa needs two, and skips on one).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    /// NUMA nodes of the guest, sharing its memory evenly, every CPU on
+    /// node 0 (splice-numa needs two, and skips on one).
+    #[arg(long, default_value_t = TEST_NUMA_NODES, value_parser = clap::value_parser!(u32).range(1..=8))]
     pub numa_nodes: u32,
 }
 

@@ -106,13 +106,16 @@ pub struct TestResult {
     pub output: String,
 }
 
+/// NUMA nodes the guest tests boot with: splice-numa needs two.
+pub const TEST_NUMA_NODES: u32 = 2;
+
 /// The guest machine and how long it may run.
 #[derive(Debug, Clone)]
 pub struct VmOpts {
     pub timeout: Duration,
     pub memory: String,
     pub cpus: u32,
-    /// NUMA nodes the memory and CPUs are split over evenly (1: no NUMA).
+    /// NUMA nodes sharing the memory evenly, every CPU on node 0 (1: no NUMA).
     pub numa_nodes: u32,
 }
 

@@ -71,8 +71,7 @@ pub fn run_controls(
                 timeout,
                 memory: "2G".into(),
                 cpus: 2,
-                // As `zcsplice run` boots the guest tests.
-                numa_nodes: 2,
+                numa_nodes: crate::guest::boot::TEST_NUMA_NODES,
             },
             fault: Some(c.fault.clone()),
         };
