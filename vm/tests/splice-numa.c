@@ -41,17 +41,18 @@
 
 #define PAGE 4096
 #define PAGES 64
-#define CPUSET "/sys/fs/cgroup/zcsplice/numa0"
+#define CPUSET MEMCG_PARENT "/numa0"
 
 static unsigned char data[PAGES * PAGE];
 
 /* Binds this task's allocations to one node, or unbinds it (node < 0). */
 static int bind_to(int node)
 {
-	unsigned long mask = 1UL << (node < 0 ? 0 : node);
+	unsigned long mask;
 
 	if (node < 0)
 		return syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0);
+	mask = 1UL << node;
 	return syscall(SYS_set_mempolicy, MPOL_BIND, &mask, 8 * sizeof(mask));
 }
 
