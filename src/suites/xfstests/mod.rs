@@ -412,7 +412,7 @@ fn boot(
         dir.join("local.config"),
         local_config(&o.fs, &results, &o.mkfs_options, &o.mount_options)?,
     )?;
-    let mut args: Vec<String> = vec!["-R".into(), "xunit".into()];
+    let mut args: Vec<String> = Vec::new();
     if !ctx.expunge.is_empty() {
         let x: String = ctx
             .expunge
@@ -458,11 +458,8 @@ fn boot(
             dir.join("setup.log").display()
         );
     }
-    let xml = results.join("result.xml");
-    let cases = match std::fs::read_to_string(&xml) {
-        Ok(x) => results::parse_xunit(&x).with_context(|| format!("{}", xml.display()))?,
-        Err(_) => Vec::new(),
-    };
+    let out = std::fs::read(dir.join("check.out")).unwrap_or_default();
+    let cases = results::parse_check_output(&String::from_utf8_lossy(&out), tests);
     let console = String::from_utf8_lossy(&std::fs::read(dir.join("console.log"))?).to_string();
     let (cases, loose) = results::judge(tests, cases, &console);
     Ok((
