@@ -333,6 +333,31 @@ Failed 3 of 4 tests
     }
 
     #[test]
+    fn reads_a_real_failure_and_skip() {
+        // check.out of a 6.1 guest under TCG, scratch mounted `-o ro`:
+        // check printed no time for the failure (its first run).
+        let out = include_str!("../../../tests/fixtures/xfstests/check-ro-6.1.out");
+        let wanted = names(&["generic/029", "generic/249", "generic/440"]);
+        let c = parse_check_output(out, &wanted);
+        let got: Vec<(&str, Res, f64)> = c
+            .iter()
+            .map(|c| (c.name.as_str(), c.result, c.seconds))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("generic/029", Res::Fail, 0.0),
+                ("generic/249", Res::Pass, 37.0),
+                ("generic/440", Res::Skip, 0.0),
+            ]
+        );
+        assert!(c[0].message.starts_with("- output mismatch (see "));
+        assert!(c[0].output.contains("Read-only file system"));
+        assert!(c[0].output.contains("to see the entire diff"));
+        assert_eq!(c[2].message, "Require symlinks support");
+    }
+
+    #[test]
     fn a_failure_is_known_only_once_something_follows_it() {
         let wanted = names(&["generic/029"]);
         let out = "generic/029        - output mismatch (see /r/029.out.bad)\n    -a\n";
