@@ -302,3 +302,42 @@ fn an_unknown_debian_version_lists_the_known_ones() {
         "{err}"
     );
 }
+
+/// A series the machine's own apt sources do not carry (7.2 is in
+/// trixie-backports and sid, not bookworm) is found through the private
+/// lists in the cache, and the machine's apt state is left as it was.
+#[test]
+#[ignore = "real-tree tier: asks Debian's archive (tests/run.sh runs it)"]
+fn other_suites_are_read_without_touching_the_machines_apt() {
+    let apt_state = || {
+        let mut v: Vec<String> = ["/etc/apt/sources.list.d", "/var/lib/apt/lists"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten())
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = apt_state();
+    let o = zcsplice(
+        &["tree", "import", "--debian", "7.2=7.2.0"],
+        &series(),
+        &cache(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let listed = err
+        .split("it has: ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .split(", ")
+        .filter(|c| c.starts_with("7.2.") && c.ends_with(')') && c.contains(" ("))
+        .count();
+    assert!(
+        err.contains("Debian has no linux-source-7.2 7.2.0; it has: ") && listed > 0,
+        "{err}"
+    );
+    assert!(cache().join("apt/sources.list").exists());
+    assert_eq!(apt_state(), before, "the machine's apt state changed");
+}

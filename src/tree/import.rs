@@ -16,49 +16,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::procs;
+use crate::tree::debian::{self, debian_cmp};
 use crate::tree::sanitize;
+
+pub use crate::tree::debian::DebianSpec;
 
 /// The trailer of an import's base commit.
 const MARKER: &str = "Zcsplice-Import:";
-
-/// What `--debian` asks for: a source series ("6.12") and, optionally, an
-/// exact package version ("6.12=6.12.117-1~deb12u1") or upstream release
-/// ("6.12=6.12.117": its newest Debian revision).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DebianSpec {
-    pub series: String,
-    pub version: Option<String>,
-}
-
-impl std::str::FromStr for DebianSpec {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let (series, version) = match s.split_once('=') {
-            Some((a, b)) => (a, Some(b.to_string())),
-            None => (s, None),
-        };
-        let ok = {
-            let mut parts = series.split('.');
-            let num = |p: Option<&str>| {
-                p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            };
-            num(parts.next()) && num(parts.next()) && parts.next().is_none()
-        };
-        if !ok || version.as_deref() == Some("") {
-            bail!("`{s}`: expected X.Y (e.g. 6.12) or X.Y=VERSION (e.g. 6.12=6.12.117-1~deb12u1)");
-        }
-        Ok(DebianSpec {
-            series: series.to_string(),
-            version,
-        })
-    }
-}
-
-impl DebianSpec {
-    fn package(&self) -> String {
-        format!("linux-source-{}", self.series)
-    }
-}
 
 /// Where an imported tree came from.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -108,141 +72,22 @@ pub struct Import {
     pub others: Vec<Imported>,
 }
 
-fn dpkg_version(pkg: &str) -> Option<String> {
-    duct::cmd!("dpkg-query", "-W", "-f=${Version}", pkg)
-        .stderr_null()
-        .read()
-        .ok()
-        .filter(|v| !v.is_empty())
-}
-
-/// The versions of `pkg` that apt can fetch, newest first.
-fn apt_versions(pkg: &str) -> Vec<String> {
-    duct::cmd!("apt-cache", "madison", pkg)
-        .stderr_null()
-        .read()
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| Some(l.split('|').nth(1)?.trim().to_string()))
-        .filter(|v| !v.is_empty())
-        .collect()
-}
-
-/// Debian's version order (epochs, revisions, `~`), from dpkg itself.
-fn debian_cmp(a: &str, b: &str) -> Ordering {
-    let gt = |x: &str, y: &str| {
-        duct::cmd!("dpkg", "--compare-versions", x, "gt", y)
-            .stderr_null()
-            .unchecked()
-            .run()
-            .is_ok_and(|o| o.status.success())
-    };
-    if a == b {
-        Ordering::Equal
-    } else if gt(a, b) {
-        Ordering::Greater
-    } else if gt(b, a) {
-        Ordering::Less
-    } else {
-        Ordering::Equal
-    }
-}
-
-/// The package version `want` names among `have` (newest first): itself,
-/// or the newest revision of an upstream release ("6.12.117").
-fn pick_version(want: &str, have: &[String]) -> Option<String> {
-    if have.iter().any(|v| v == want) {
-        return Some(want.to_string());
-    }
-    have.iter()
-        .find(|v| v.split_once('-').is_some_and(|(up, _)| up == want))
-        .cloned()
-}
-
-/// The tarball of linux-source-<series> at `version`: the installed one
-/// when it is that version, else downloaded with `apt-get download` into
-/// the cache (the system is not changed) and taken out of the .deb.
-fn debian_tarball_at(spec: &DebianSpec, version: &str, cache: &Path) -> Result<PathBuf> {
-    let pkg = spec.package();
-    let installed = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
-    if dpkg_version(&pkg).as_deref() == Some(version) && installed.exists() {
-        return Ok(installed);
-    }
-    let dir = cache
-        .join("debian")
-        .join(sanitize(&format!("{pkg}-{version}")));
-    let tarball = dir.join(format!("{pkg}.tar.xz"));
-    if tarball.exists() {
-        return Ok(tarball);
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    log::info!("downloading {pkg} {version} (apt-get download)");
-    // As root, apt's sandbox user could not write into the cache: say so
-    // for this command only (the machine's apt configuration is untouched).
-    let mut args = vec!["download".to_string(), "-qq".into()];
-    if crate::deps::is_root() {
-        args.extend(["-o".into(), "APT::Sandbox::User=root".into()]);
-    }
-    args.push(format!("{pkg}={version}"));
-    let fetch = duct::cmd("apt-get", &args).dir(&dir).stdout_to_stderr();
-    let (h, _group) = procs::start_duct(procs::Kind::Tool("apt-get"), fetch)?;
-    h.wait()
-        .with_context(|| format!("apt-get download {pkg}={version} failed"))?;
-    let deb = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .with_context(|| format!("apt-get download left no .deb in {}", dir.display()))?;
-    let partial = dir.join(format!(".{pkg}.tar.xz.partial"));
-    let member = format!("./usr/src/{pkg}.tar.xz");
-    let unpack = duct::cmd!("dpkg-deb", "--fsys-tarfile", &deb)
-        .pipe(duct::cmd!("tar", "-xO", &member))
-        .stdout_path(&partial);
-    let (h, _group) = procs::start_duct(procs::Kind::Tool("dpkg-deb"), unpack)?;
-    h.wait()
-        .with_context(|| format!("cannot take {member} out of {}", deb.display()))?;
-    std::fs::rename(&partial, &tarball)?;
-    std::fs::remove_file(&deb)?;
-    Ok(tarball)
-}
-
 /// Imports Debian's linux-source-<series>: the installed package (installed
-/// with apt-get when missing), or the exact version the spec names.
+/// with apt-get when missing), or the version the spec names, from
+/// whichever Debian suite carries it.
 pub fn debian(spec: &DebianSpec, cache: &Path) -> Result<Import> {
-    let pkg = spec.package();
-    let (tarball, version) = match &spec.version {
-        None => {
-            let tarball = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
-            if !tarball.exists() {
-                crate::deps::apt_install(&[&pkg])?;
-                if !tarball.exists() {
-                    bail!("{pkg} is installed but {} is not there", tarball.display());
-                }
-            }
-            let version = dpkg_version(&pkg).unwrap_or_else(|| "unknown".into());
-            (tarball, version)
-        }
-        Some(want) => {
-            let have = apt_versions(&pkg);
-            let Some(version) = pick_version(want, &have) else {
-                if have.is_empty() {
-                    bail!(
-                        "Debian has no {pkg} in this machine's apt sources (try `apt-get update`)"
-                    );
-                }
-                bail!("Debian has no {pkg} {want}; it has: {}", have.join(", "));
-            };
-            (debian_tarball_at(spec, &version, cache)?, version)
-        }
-    };
+    let src = debian::fetch(spec, cache)?;
+    let (pkg, version) = (&src.package, &src.version);
     let dest = cache
         .join("trees")
         .join(sanitize(&format!("debian-{pkg}-{version}")));
     let marker = format!("{MARKER} debian {pkg} {version}");
     let message = format!(
-        "Import Debian {pkg} {version}\n\nUnpacked from {} by zcsplice tree import.\n\n{marker}\n",
-        tarball.display()
+        "Import Debian {pkg} {version}\n\nUnpacked from {} ({}) by zcsplice tree import.\n\n{marker}\n",
+        src.tarball.display(),
+        src.suite
     );
-    import(&tarball, &dest, &marker, &message, cache)
+    import(&src.tarball, &dest, &marker, &message, cache)
 }
 
 /// Imports any kernel tarball.
@@ -504,31 +349,6 @@ fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn debian_specs() {
-        let s: DebianSpec = "6.12".parse().unwrap();
-        assert_eq!((s.series.as_str(), s.version), ("6.12", None));
-        let s: DebianSpec = "6.12=6.12.117-1~deb12u1".parse().unwrap();
-        assert_eq!(s.version.as_deref(), Some("6.12.117-1~deb12u1"));
-        for bad in ["6", "6.12.1", "x.12", "6.12=", "", "6..1"] {
-            assert!(bad.parse::<DebianSpec>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_version_is_exact_or_an_upstream_release() {
-        let have: Vec<String> = ["6.1.192-3", "6.1.192-2", "6.1.190-1"]
-            .map(String::from)
-            .to_vec();
-        assert_eq!(
-            pick_version("6.1.192-2", &have).as_deref(),
-            Some("6.1.192-2")
-        );
-        assert_eq!(pick_version("6.1.192", &have).as_deref(), Some("6.1.192-3"));
-        assert_eq!(pick_version("6.1.19", &have), None);
-        assert_eq!(pick_version("6.1.191", &have), None);
-    }
 
     #[test]
     fn markers_say_where_a_tree_came_from() {

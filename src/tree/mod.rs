@@ -1,5 +1,6 @@
 //! A kernel tree: a git repository and the base commit the series renders on.
 
+pub mod debian;
 pub mod import;
 
 use anyhow::{anyhow, bail, Context, Result};
