@@ -24,6 +24,11 @@ pub struct ProbeDef {
     /// The fact is the text of this capture group instead of a bool.
     #[serde(default)]
     pub capture: Option<usize>,
+    /// Of all the matches (every file), take the one whose group N is the
+    /// largest number, rather than the first (e.g. the highest flag bit
+    /// in use).
+    #[serde(default)]
+    pub max_of: Option<usize>,
     /// Line in probes.yaml (filled in by the loader).
     #[serde(skip)]
     pub line: usize,
@@ -98,12 +103,14 @@ fn run_probe(tree: &Tree, p: &ProbeDef) -> Result<Fact> {
     let loc = format!("patches/probes.yaml:{}: probe `{}`", p.line, p.name);
     let re = Regex::new(&p.regex).map_err(|e| anyhow!("{loc}: bad regex: {e}"))?;
     let mut present = 0;
+    // The chosen match: (its group `max_of` as a number, evidence, value).
+    let mut best: Option<(u64, String, Value)> = None;
     for file in &p.files {
         let Some(text) = tree.read(file)? else {
             continue;
         };
         present += 1;
-        if let Some(c) = re.captures(&text) {
+        for c in re.captures_iter(&text) {
             let m = c.get(0).unwrap();
             let evidence = format!(
                 "{file}:{}: {}",
@@ -119,12 +126,30 @@ fn run_probe(tree: &Tree, p: &ProbeDef) -> Result<Fact> {
                 ),
                 None => Value::Bool(!p.negate),
             };
-            return Ok(Fact {
-                value,
-                evidence,
-                doc: p.doc.clone(),
-            });
+            let Some(n) = p.max_of else {
+                return Ok(Fact {
+                    value,
+                    evidence,
+                    doc: p.doc.clone(),
+                });
+            };
+            let key = c
+                .get(n)
+                .and_then(|g| g.as_str().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    anyhow!("{loc}: `max_of: {n}`: group {n} of `{evidence}` is not a number")
+                })?;
+            if best.as_ref().is_none_or(|b| key > b.0) {
+                best = Some((key, evidence, value));
+            }
         }
+    }
+    if let Some((_, evidence, value)) = best {
+        return Ok(Fact {
+            value,
+            evidence,
+            doc: p.doc.clone(),
+        });
     }
     if present == 0 {
         // A probe that cannot look anywhere proves nothing: say so rather
@@ -175,6 +200,49 @@ mod tests {
         assert_eq!((k.major, k.minor, k.sublevel), (6, 12, 117));
         assert_eq!(v, "6.12.117-rc1");
         assert!(kernel_version("VERSION = 6\n").is_err());
+    }
+
+    #[test]
+    fn max_of_takes_the_match_with_the_largest_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let fs_h = "#define F_A\t(1 << 21)\n#define F_B\t(1 << 23)\n#define F_C\t(1 << 22)\n";
+        std::fs::create_dir_all(dir.path().join("include")).unwrap();
+        std::fs::write(dir.path().join("include/fs.h"), fs_h).unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_path(std::path::Path::new("include/fs.h"))
+            .unwrap();
+        let tree_id = index.write_tree().unwrap();
+        let sig = git2::Signature::now("t", "t@t").unwrap();
+        let t = repo.find_tree(tree_id).unwrap();
+        let c = repo.commit(Some("HEAD"), &sig, &sig, "x", &t, &[]).unwrap();
+        let tree = Tree::open(dir.path(), Some(&c.to_string())).unwrap();
+        let def = |capture| ProbeDef {
+            name: "last".into(),
+            doc: String::new(),
+            files: vec!["include/fs.h".into()],
+            regex: r"(#define F_\w+\s+\(1 << (\d+)\))".into(),
+            negate: false,
+            capture: Some(capture),
+            max_of: Some(2),
+            line: 1,
+        };
+        let f = run_probe(&tree, &def(1)).unwrap();
+        assert_eq!(f.value, Value::String("#define F_B\t(1 << 23)".into()));
+        assert_eq!(f.evidence, "include/fs.h:2: #define F_B (1 << 23)");
+        assert_eq!(
+            run_probe(&tree, &def(2)).unwrap().value,
+            Value::String("23".into())
+        );
+        // A group that is not a number is an error naming the probe.
+        let mut bad = def(1);
+        bad.max_of = Some(1);
+        let e = run_probe(&tree, &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("probe `last`") && e.contains("not a number"),
+            "{e}"
+        );
     }
 
     #[test]
