@@ -142,10 +142,12 @@ fn cycle(series_name: &str) -> Vec<String> {
 
     let tree = git(&t, &["rev-parse", "HEAD^{tree}"]);
     let all: Vec<PathBuf> = patches.iter().chain(&testing).cloned().collect();
+    let am = git_am(&t, &base, &all, scratch.path());
+    assert_eq!(am.tree, tree, "git am differs from apply");
     assert_eq!(
-        git_am_tree(&t, &base, &all, scratch.path()),
-        tree,
-        "git am differs from apply"
+        am.messages,
+        messages(&t, &format!("{base}..HEAD")),
+        "git am's commit messages differ from apply's"
     );
 
     // Idempotent: again on the up-to-date branch changes nothing.

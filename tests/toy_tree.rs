@@ -72,7 +72,7 @@ fn render_apply_and_git_am_agree() {
         [
             "0000-cover-letter.patch",
             "0001-mm-add-toy_helper.patch",
-            "0002-mm-use-toy_helper-in-generic_perform_write.patch",
+            "0002-mm-use-toy_helper-in-generic_perform_write-folio-API.patch",
             "probe.json"
         ]
     );
@@ -155,12 +155,12 @@ fn render_apply_and_git_am_agree() {
     let filemap = std::fs::read_to_string(t.join("mm/filemap.c")).unwrap();
     assert!(filemap.contains("\treturn toy_helper();\n"));
 
-    // git am of the rendered files gives the very same tree.
+    // git am of the rendered files gives the very same tree, and the
+    // same commit messages (the emails' subjects are rendered too).
     let applied_tree = git(&t, &["rev-parse", "HEAD^{tree}"]);
-    assert_eq!(
-        git_am_tree(&t, &base, &patch_files(&out), d.path()),
-        applied_tree
-    );
+    let am = git_am(&t, &base, &patch_files(&out), d.path());
+    assert_eq!(am.tree, applied_tree);
+    assert_eq!(am.messages, messages(&t, &format!("{base}..HEAD")));
 
     // Again, from the branch: its recorded base is used, nothing changes.
     let state = repo_state(&t);
@@ -371,7 +371,7 @@ fn missing_anchor_names_patch_file_anchor_and_closest_line() {
     );
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("patches/0003-use-helper.yaml:7: patch \"mm: use toy_helper() in generic_perform_write\": mm/filemap.c: anchor not found; closest match at line 11"), "{err}");
+    assert!(err.contains("patches/0003-use-helper.yaml:7: patch \"mm: use toy_helper() in generic_perform_write (folio API)\": mm/filemap.c: anchor not found; closest match at line 11"), "{err}");
     assert!(err.contains("| \treturn 2;"), "{err}");
 }
 

@@ -20,7 +20,12 @@ use crate::tree::Tree;
 pub struct RenderedPatch {
     pub number: usize,
     pub subject: String,
+    /// The subject with its `[PREFIX vN m/M]` tag.
+    pub tagged_subject: String,
     pub commit: Oid,
+    /// The email's body: the commit message body, diffstat and diff.
+    pub body: String,
+    /// The whole `git format-patch` email.
     pub email: String,
 }
 
@@ -35,7 +40,10 @@ pub struct Rendered {
     /// Committed after the series, never sent (see `testing` in series.yaml).
     pub testing: Vec<RenderedPatch>,
     pub excluded: Vec<Excluded>,
+    /// The cover letter as an email, and its subject and body.
     pub cover: String,
+    pub cover_subject: String,
+    pub cover_body: String,
 }
 
 impl Rendered {
@@ -468,17 +476,23 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         } else {
             subject_tag(series, number, total)
         };
-        let mut email = email_header(&sig, id, &format!("{tag} {}", def.subject));
-        email.push_str(msg.split_once("\n\n").map_or("", |(_, rest)| rest));
-        email.push_str("---\n");
-        email.push_str(&diffstat(&d)?);
-        email.push('\n');
-        email.push_str(&patch_text(&d)?);
-        email.push_str(&format!("-- \nzcsplice {}\n\n", env!("CARGO_PKG_VERSION")));
+        let tagged_subject = format!("{tag} {subject}");
+        let mut body = msg
+            .split_once("\n\n")
+            .map_or("", |(_, rest)| rest)
+            .to_string();
+        body.push_str("---\n");
+        body.push_str(&diffstat(&d)?);
+        body.push('\n');
+        body.push_str(&patch_text(&d)?);
+        body.push_str(&format!("-- \nzcsplice {}\n\n", env!("CARGO_PKG_VERSION")));
+        let email = email_header(&sig, id, &tagged_subject) + &body;
         list.push(RenderedPatch {
             number,
             subject,
+            tagged_subject,
             commit: id,
+            body,
             email,
         });
         parent = repo.find_commit(id)?;
@@ -488,7 +502,7 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         Some(t) => t,
         None => parent.tree()?,
     };
-    let cover = cover_letter(series, &tpl, &ctx, &sig, tree.base, &patches, &excluded, &{
+    let (cover_subject, cover_body) = cover_letter(series, &tpl, &ctx, tree.base, &patches, &excluded, &{
         let d = diff(repo, &base_tree, &tip_tree)?;
         diffstat(&d)?
     })?;
@@ -497,21 +511,22 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         patches,
         testing,
         excluded,
-        cover,
+        cover: email_header(&sig, Oid::zero(), &cover_subject) + &cover_body,
+        cover_subject,
+        cover_body,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The cover letter's subject and body.
 fn cover_letter(
     series: &Series,
     tpl: &Templates,
     ctx: &Value,
-    sig: &Signature,
     base: Oid,
     patches: &[RenderedPatch],
     excluded: &[Excluded],
     diffstat: &str,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let m = &series.manifest;
     let mut shortlog = format!("{} ({}):\n", m.author.name, patches.len());
     for p in patches {
@@ -541,10 +556,7 @@ fn cover_letter(
         subject_tag(series, 0, patches.len()),
         m.cover.subject
     );
-    let mut out = email_header(sig, Oid::zero(), &subject);
-    out.push_str(body.trim_end());
-    out.push_str("\n\n");
-    Ok(out)
+    Ok((subject, format!("{}\n\n", body.trim_end())))
 }
 
 fn m_as_json(m: &crate::series::Manifest) -> serde_json::Value {

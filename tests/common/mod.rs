@@ -56,8 +56,15 @@ pub fn repo_state(dir: &Path) -> String {
     format!("{refs}\nHEAD {head} {head_id}\nindex {index}\n{status}\n{diff}")
 }
 
-/// `git am` of the rendered patches on a detached worktree at `base`; returns its tree.
-pub fn git_am_tree(repo: &Path, base: &str, patches: &[PathBuf], scratch: &Path) -> String {
+/// What `git am` of some patches onto `base` made.
+pub struct Am {
+    pub tree: String,
+    /// The commit messages, oldest first.
+    pub messages: Vec<String>,
+}
+
+/// `git am` of `patches` onto `base`, in a worktree removed afterwards.
+pub fn git_am(repo: &Path, base: &str, patches: &[PathBuf], scratch: &Path) -> Am {
     let wt = scratch.join("am-worktree");
     git(
         repo,
@@ -74,12 +81,24 @@ pub fn git_am_tree(repo: &Path, base: &str, patches: &[PathBuf], scratch: &Path)
     let names: Vec<String> = patches.iter().map(|p| p.display().to_string()).collect();
     args.extend(names.iter().map(String::as_str));
     git(&wt, &args);
-    let tree = git(&wt, &["rev-parse", "HEAD^{tree}"]);
+    let am = Am {
+        tree: git(&wt, &["rev-parse", "HEAD^{tree}"]),
+        messages: messages(&wt, &format!("{base}..HEAD")),
+    };
     git(
         repo,
         &["worktree", "remove", "--force", wt.to_str().unwrap()],
     );
-    tree
+    am
+}
+
+/// The commit messages of `range`, oldest first.
+pub fn messages(repo: &Path, range: &str) -> Vec<String> {
+    git(repo, &["log", "--reverse", "--format=%B%x00", range])
+        .split('\0')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
 }
 
 /// The numbered patch files of a render, cover letter excluded, in order.
