@@ -102,9 +102,16 @@ pub fn parse_check_output(out: &str, wanted: &[String]) -> Vec<Case> {
 
 /// check's closing lines (and its header's, which come before any test).
 fn is_summary(line: &str) -> bool {
-    ["Ran:", "Not run:", "Failures:", "Failed ", "Passed all ", "Interrupted!"]
-        .iter()
-        .any(|p| line.starts_with(p))
+    [
+        "Ran:",
+        "Not run:",
+        "Failures:",
+        "Failed ",
+        "Passed all ",
+        "Interrupted!",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
 }
 
 fn case_of(name: String, lines: &[String], ended: bool) -> Option<Case> {
