@@ -21,6 +21,7 @@ pub mod exit;
 pub mod guest;
 pub mod interrupt;
 pub mod kernel;
+pub mod mail;
 pub mod procs;
 pub mod progress;
 pub mod report;

@@ -53,6 +53,19 @@ pub enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write the series as one mail thread (mbox): the cover letter and the
+    /// patches, without the testing patches, each with a Message-Id, every
+    /// patch In-Reply-To the cover letter, as b4 and git am take it.
+    Format {
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Output directory (<change-id>-v<N>.mbox).
+        #[arg(long)]
+        out: PathBuf,
+        /// The sender, `Name <address>` [default: the series' author].
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Commit the rendered series as a branch of the tree and check it out.
     Apply {
         #[command(flatten)]

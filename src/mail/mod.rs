@@ -1,0 +1,152 @@
+//! The series as mail: one thread of messages, the cover letter and then
+//! the patches (never the testing patches), with the identity and
+//! threading headers that mail clients and b4 rely on, written as an mbox.
+//!
+//! As b4 does it: every message has a Message-Id made of the series'
+//! change-id, its revision, its number and a hash of its content; every
+//! patch is In-Reply-To and References the cover letter; the Date headers
+//! are one second apart, in order, so that clients sort the thread as sent.
+
+use anyhow::{bail, Result};
+use chrono::{DateTime, FixedOffset};
+use lettre::message::header::{self, Headers};
+use lettre::message::Mailboxes;
+
+use crate::series::render::Rendered;
+
+/// One message of the thread.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// 0 for the cover letter, else the patch's number.
+    pub number: usize,
+    /// The whole subject, with its `[PREFIX vN m/M]` tag.
+    pub subject: String,
+    /// The commit a patch makes (zero for the cover letter): the mbox
+    /// separator line names it, as `git format-patch` does.
+    pub commit: git2::Oid,
+    /// Without the angle brackets.
+    pub message_id: String,
+    pub date: DateTime<FixedOffset>,
+    pub body: String,
+}
+
+/// The series' messages, the cover letter first, and who sends them.
+#[derive(Debug, Clone)]
+pub struct Thread {
+    /// `Name <address>`.
+    pub from: String,
+    pub messages: Vec<Message>,
+}
+
+impl Thread {
+    /// The thread of `r`, revision `version` of the series `change_id`,
+    /// sent by `from` (`Name <address>`) with the first Date `start`.
+    pub fn new(
+        r: &Rendered,
+        change_id: &str,
+        version: u32,
+        from: &str,
+        start: DateTime<FixedOffset>,
+    ) -> Result<Thread> {
+        let domain = from
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('>').trim())
+            .filter(|d| !d.is_empty())
+            .unwrap_or("localhost");
+        let mut parts = vec![(
+            0,
+            git2::Oid::zero(),
+            r.cover_subject.clone(),
+            r.cover_body.clone(),
+        )];
+        for p in &r.patches {
+            parts.push((p.number, p.commit, p.tagged_subject.clone(), p.body.clone()));
+        }
+        let messages = parts
+            .into_iter()
+            .map(|(number, commit, subject, body)| {
+                if let Some(l) = body.lines().find(|l| l.starts_with("From ")) {
+                    bail!("{subject}: a body line starts with \"From \", which an mbox cannot hold: {l}");
+                }
+                let hash = git2::Oid::hash_object(git2::ObjectType::Blob, format!("{subject}\n{body}").as_bytes())?;
+                Ok(Message {
+                    number,
+                    message_id: format!(
+                        "{change_id}-v{version}-{number}-{}@{domain}",
+                        &hash.to_string()[..12]
+                    ),
+                    date: start + chrono::Duration::seconds(number as i64),
+                    subject,
+                    commit,
+                    body,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Thread {
+            from: from.to_string(),
+            messages,
+        })
+    }
+
+    /// The headers of message `k`, folded and encoded as RFC 5322 wants,
+    /// lines ending in LF.
+    pub fn headers(&self, k: usize) -> Result<String> {
+        let m = &self.messages[k];
+        let mut h = Headers::new();
+        h.set(header::From::from(self.from.parse::<Mailboxes>()?));
+        h.set(header::Date::new(m.date.into()));
+        h.set(header::Subject::from(m.subject.clone()));
+        h.set(header::MessageId::from(format!("<{}>", m.message_id)));
+        if k > 0 {
+            let cover = format!("<{}>", self.messages[0].message_id);
+            h.set(header::InReplyTo::from(cover.clone()));
+            h.set(header::References::from(cover));
+        }
+        Ok(h.to_string().replace("\r\n", "\n"))
+    }
+
+    /// The thread as one mbox, as `git format-patch --stdout` writes one.
+    pub fn mbox(&self) -> Result<String> {
+        let mut out = String::new();
+        for (k, m) in self.messages.iter().enumerate() {
+            out.push_str(&format!("From {} Mon Sep 17 00:00:00 2001\n", m.commit));
+            out.push_str(&self.headers(k)?);
+            out.push('\n');
+            out.push_str(m.body.trim_end_matches('\n'));
+            out.push_str("\n\n");
+        }
+        Ok(out)
+    }
+}
+
+/// What `format` wrote.
+pub struct Formatted {
+    pub mbox: std::path::PathBuf,
+    pub thread: Thread,
+}
+
+/// Renders the series for `spec` (the user's object store untouched) and
+/// writes its thread to `<out>/<change-id>-v<N>.mbox`, sent by `from`
+/// (`Name <address>`; default: the series' author) with Dates from now.
+pub fn format_to(
+    env: &crate::env::Env,
+    spec: &crate::tree::TreeSpec,
+    out: &std::path::Path,
+    from: Option<&str>,
+) -> Result<Formatted> {
+    use anyhow::Context;
+    let l = crate::series::load(env, spec)?;
+    let _mempack = l.tree.repo.odb()?.add_new_mempack_backend(1000)?;
+    let r = crate::series::render::render(&l.series, &l.tree, &l.probed)
+        .map_err(crate::exit::untestable)?;
+    let m = &l.series.manifest;
+    let author = format!("{} <{}>", m.author.name, m.author.email);
+    let from = from.unwrap_or(&author);
+    let now = chrono::Local::now().fixed_offset();
+    let thread = Thread::new(&r, &m.change_id, m.version, from, now)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mbox = out.join(format!("{}-v{}.mbox", m.change_id, m.version));
+    std::fs::write(&mbox, thread.mbox()?)
+        .with_context(|| format!("cannot write {}", mbox.display()))?;
+    Ok(Formatted { mbox, thread })
+}

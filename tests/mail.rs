@@ -1,0 +1,144 @@
+//! `zcsplice format`: the series as one mail thread, checked as mail
+//! clients, b4 and git am read it.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/series")
+}
+
+/// Formats the toy series; returns the tree, its base and the mbox.
+fn format(d: &Path) -> (PathBuf, String, String) {
+    let t = toy_tree(d, true);
+    let base = git(&t, &["rev-parse", "HEAD"]);
+    (t.clone(), base, format_tree(&t, &d.join("mail"), d))
+}
+
+/// Formats the toy series of tree `t` into `out`; returns the mbox.
+fn format_tree(t: &Path, out: &Path, d: &Path) -> String {
+    let printed = ok(&zcsplice(
+        &[
+            "format",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &fixture(),
+        d,
+    ));
+    let mbox = out.join("20261126-fixture-0123456789ab-v1.mbox");
+    assert_eq!(printed.trim(), mbox.display().to_string());
+    std::fs::read_to_string(mbox).unwrap()
+}
+
+/// The value of header `name` in each message, in order (unfolded).
+fn header(mbox: &str, name: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for msg in mbox
+        .split("\nFrom ")
+        .map(|m| m.split("\n\n").next().unwrap())
+    {
+        let unfolded = msg.replace("\n ", " ");
+        let line = unfolded
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::to_string);
+        v.push(line.unwrap_or_default());
+    }
+    v
+}
+
+#[test]
+fn every_patch_replies_to_the_cover_letter_with_its_own_id() {
+    let d = tempfile::tempdir().unwrap();
+    let (t, _, mbox) = format(d.path());
+    let subjects = header(&mbox, "Subject");
+    assert_eq!(
+        subjects,
+        [
+            "[PATCH 0/2] toy: a fixture series",
+            "[PATCH 1/2] mm: add toy_helper()",
+            "[PATCH 2/2] mm: use toy_helper() in generic_perform_write (folio API)",
+        ]
+    );
+    let ids = header(&mbox, "Message-ID");
+    assert!(
+        ids.iter()
+            .all(|i| i.starts_with("<20261126-fixture-0123456789ab-v1-")
+                && i.ends_with("@example.org>")),
+        "{ids:?}"
+    );
+    let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), 3, "{ids:?}");
+    assert_eq!(header(&mbox, "In-Reply-To"), ["", &ids[0], &ids[0]]);
+    assert_eq!(header(&mbox, "References"), ["", &ids[0], &ids[0]]);
+    // One second apart, in order, so that clients sort the thread.
+    let dates: Vec<i64> = header(&mbox, "Date")
+        .iter()
+        .map(|d| {
+            chrono::DateTime::parse_from_rfc2822(d)
+                .unwrap_or_else(|e| panic!("{d}: {e}"))
+                .timestamp()
+        })
+        .collect();
+    assert_eq!(dates, [dates[0], dates[0] + 1, dates[0] + 2]);
+    // The same series on the same base formats to the same Message-Ids.
+    let again = format_tree(&t, &d.path().join("again"), d.path());
+    assert_eq!(header(&again, "Message-ID"), ids);
+}
+
+/// b4 takes the thread: the revision, the count, and an am-ready mbox
+/// that `git am` turns into exactly what `zcsplice apply` commits.
+#[test]
+#[ignore = "needs b4 from PyPI (tests/run.sh installs it)"]
+fn b4_am_of_the_thread_gives_what_apply_commits() {
+    let d = tempfile::tempdir().unwrap();
+    let (t, base, _) = format(d.path());
+    let mbox = d.path().join("mail/20261126-fixture-0123456789ab-v1.mbox");
+    let b4out = d.path().join("b4");
+    std::fs::create_dir_all(&b4out).unwrap();
+    let o = std::process::Command::new("b4")
+        .args(["--offline-mode", "am", "-m"])
+        .arg(&mbox)
+        .arg("-o")
+        .arg(&b4out)
+        .current_dir(&b4out)
+        .output()
+        .expect("b4 is installed");
+    let said = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("Total patches: 2"), "{said}");
+    assert!(said.contains("[PATCH 2/2] mm: use toy_helper()"), "{said}");
+    let mbx: Vec<PathBuf> = std::fs::read_dir(&b4out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "mbx"))
+        .collect();
+    assert_eq!(mbx.len(), 1, "{said}");
+    let cover = std::fs::read_to_string(mbx[0].with_extension("cover")).unwrap();
+    assert!(cover.contains(&format!("base-commit: {base}")), "{cover}");
+
+    let am = git_am(&t, &base, &mbx, d.path());
+    ok(&zcsplice(
+        &["apply", "--tree", t.to_str().unwrap()],
+        &fixture(),
+        d.path(),
+    ));
+    assert_eq!(am.tree, git(&t, &["rev-parse", "HEAD^{tree}"]));
+    // b4 adds a Link: trailer to each message; the rest is apply's.
+    let applied = messages(&t, &format!("{base}..HEAD"));
+    let am_messages: Vec<String> = am
+        .messages
+        .iter()
+        .map(|m| {
+            m.lines()
+                .filter(|l| !l.starts_with("Link: "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    assert_eq!(am_messages, applied);
+}
