@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/series")
-}
-
 /// Formats the toy series; returns the tree, its base and the mbox.
 fn format(d: &Path) -> (PathBuf, String, String) {
     let t = toy_tree(d, true);
@@ -26,7 +22,7 @@ fn format_tree(t: &Path, out: &Path, d: &Path) -> String {
             "--out",
             out.to_str().unwrap(),
         ],
-        &fixture(),
+        &fixture_series(),
         d,
     ));
     let mbox = out.join("20261126-fixture-0123456789ab-v1.mbox");
@@ -124,7 +120,7 @@ fn b4_am_of_the_thread_gives_what_apply_commits() {
     let am = git_am(&t, &base, &mbx, d.path());
     ok(&zcsplice(
         &["apply", "--tree", t.to_str().unwrap()],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
     assert_eq!(am.tree, git(&t, &["rev-parse", "HEAD^{tree}"]));

@@ -6,15 +6,11 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/series")
-}
-
 fn copy_series(dir: &Path) -> PathBuf {
     let dst = dir.join("series");
     for sub in ["patches", "templates"] {
         std::fs::create_dir_all(dst.join(sub)).unwrap();
-        for e in std::fs::read_dir(fixture().join(sub)).unwrap() {
+        for e in std::fs::read_dir(fixture_series().join(sub)).unwrap() {
             let p = e.unwrap().path();
             std::fs::copy(&p, dst.join(sub).join(p.file_name().unwrap())).unwrap();
         }
@@ -28,7 +24,7 @@ fn probe_reports_facts_with_evidence() {
     let t = toy_tree(d.path(), true);
     let out = ok(&zcsplice(
         &["probe", "--json", "--tree", t.to_str().unwrap()],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -55,7 +51,7 @@ fn render_apply_and_git_am_agree() {
     let before = repo_state(&t);
     ok(&zcsplice(
         &["render", "--tree", ts, "--out", out.to_str().unwrap()],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
     // Render only writes files: the repository is untouched.
@@ -99,7 +95,11 @@ fn render_apply_and_git_am_agree() {
         .contains("Left out: \"mm: only for the page API\" (->write_begin already takes a folio)"));
     assert!(cover.contains(&format!("base-commit: {base}\n")), "{cover}");
 
-    let applied = ok(&zcsplice(&["apply", "--tree", ts], &fixture(), d.path()));
+    let applied = ok(&zcsplice(
+        &["apply", "--tree", ts],
+        &fixture_series(),
+        d.path(),
+    ));
     assert!(
         applied.contains("zcsplice/6.12.3: 2 patches applied"),
         "{applied}"
@@ -135,7 +135,7 @@ fn render_apply_and_git_am_agree() {
             "--out",
             again.to_str().unwrap(),
         ],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
     let cover2 = std::fs::read_to_string(again.join("0000-cover-letter.patch")).unwrap();
@@ -164,7 +164,11 @@ fn render_apply_and_git_am_agree() {
 
     // Again, from the branch: its recorded base is used, nothing changes.
     let state = repo_state(&t);
-    let again = ok(&zcsplice(&["apply", "--tree", ts], &fixture(), d.path()));
+    let again = ok(&zcsplice(
+        &["apply", "--tree", ts],
+        &fixture_series(),
+        d.path(),
+    ));
     assert!(again.contains("is up to date"), "{again}");
     assert_eq!(repo_state(&t), state);
 }
@@ -266,7 +270,7 @@ fn page_api_tree_gets_the_other_variant() {
             "--out",
             out.to_str().unwrap(),
         ],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
     assert_eq!(patch_files(&out).len(), 3);
@@ -283,7 +287,7 @@ fn dirty_tree_is_refused_and_left_alone() {
     let before = repo_state(&t);
     let o = zcsplice(
         &["apply", "--tree", t.to_str().unwrap()],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     );
     assert_eq!(o.status.code(), Some(125));
@@ -305,7 +309,7 @@ fn failed_checkout_rolls_everything_back() {
     let before = repo_state(&t);
     let o = zcsplice(
         &["apply", "--tree", t.to_str().unwrap()],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     );
     assert_eq!(
@@ -328,19 +332,23 @@ fn existing_branch_needs_force_and_keeps_old_tip_in_reflog() {
     let d = tempfile::tempdir().unwrap();
     let t = toy_tree(d.path(), true);
     let ts = t.to_str().unwrap();
-    ok(&zcsplice(&["apply", "--tree", ts], &fixture(), d.path()));
+    ok(&zcsplice(
+        &["apply", "--tree", ts],
+        &fixture_series(),
+        d.path(),
+    ));
     // The user adds a commit on the branch.
     std::fs::write(t.join("mm/mine.c"), "x\n").unwrap();
     git(&t, &["add", "mm/mine.c"]);
     git(&t, &["commit", "-q", "-m", "mine"]);
     let mine = git(&t, &["rev-parse", "HEAD"]);
-    let o = zcsplice(&["apply", "--tree", ts], &fixture(), d.path());
+    let o = zcsplice(&["apply", "--tree", ts], &fixture_series(), d.path());
     assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force rebuilds it"));
     assert_eq!(git(&t, &["rev-parse", "HEAD"]), mine);
     let forced = ok(&zcsplice(
         &["apply", "--tree", ts, "--force"],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
     assert!(forced.contains(&format!("(was {mine})")), "{forced}");
@@ -506,7 +514,11 @@ fn matrix_goes_on_past_trees_that_fail() {
         args.extend(["--tree", t.to_str().unwrap()]);
     }
 
-    let o = zcsplice(&[&args[..], &["--json"]].concat(), &fixture(), d.path());
+    let o = zcsplice(
+        &[&args[..], &["--json"]].concat(),
+        &fixture_series(),
+        d.path(),
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -559,7 +571,7 @@ fn matrix_goes_on_past_trees_that_fail() {
     assert_eq!(repo_state(&dirty), dirty_before);
 
     // The table: the good tree is up to date now, the others fail as before.
-    let o = zcsplice(&args, &fixture(), d.path());
+    let o = zcsplice(&args, &fixture_series(), d.path());
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
@@ -594,7 +606,7 @@ fn matrix_goes_on_past_trees_that_fail() {
             "--tree",
             good.to_str().unwrap(),
         ],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     ));
 }
@@ -611,7 +623,7 @@ fn matrix_xfstests_options_need_until_xfstests() {
             "--xfstests-test",
             "generic/001",
         ],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     );
     assert_eq!(o.status.code(), Some(2));
@@ -619,7 +631,7 @@ fn matrix_xfstests_options_need_until_xfstests() {
     let t = t.to_str().unwrap();
     let o = zcsplice(
         &["matrix", "--tree", t, "--xfstests-timeout", "7200"],
-        &fixture(),
+        &fixture_series(),
         d.path(),
     );
     assert_eq!(o.status.code(), Some(2));

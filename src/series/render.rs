@@ -502,10 +502,11 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         Some(t) => t,
         None => parent.tree()?,
     };
-    let (cover_subject, cover_body) = cover_letter(series, &tpl, &ctx, tree.base, &patches, &excluded, &{
-        let d = diff(repo, &base_tree, &tip_tree)?;
-        diffstat(&d)?
-    })?;
+    let (cover_subject, cover_body) =
+        cover_letter(series, &tpl, &ctx, tree.base, &patches, &excluded, &{
+            let d = diff(repo, &base_tree, &tip_tree)?;
+            diffstat(&d)?
+        })?;
     Ok(Rendered {
         base: tree.base,
         patches,

@@ -172,6 +172,11 @@ pub const FILEMAP: &str = "// SPDX-License-Identifier: GPL-2.0\n#include <linux/
 int generic_perform_write(void)\n{\n\treturn 0;\n}\n";
 
 /// A toy kernel tree, committed; `folio` picks the ->write_begin flavour.
+/// The fixture series for the toy tree.
+pub fn fixture_series() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/series")
+}
+
 pub fn toy_tree(dir: &Path, folio: bool) -> PathBuf {
     let t = dir.join("linux");
     let files = [

@@ -263,6 +263,13 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// (name, result, seconds) of each case.
+    fn outcomes(c: &[Case]) -> Vec<(&str, Res, f64)> {
+        c.iter()
+            .map(|c| (c.name.as_str(), c.result, c.seconds))
+            .collect()
+    }
+
     #[test]
     fn reads_passes_from_a_real_check_output() {
         // The start of a real smoke run on 6.12 under TCG, cut short
@@ -277,10 +284,7 @@ generic/008         128s
 generic/012         116s
 generic/249        ";
         let c = parse_check_output(out, &names(&["generic/008", "generic/012", "generic/249"]));
-        let got: Vec<(&str, Res, f64)> = c
-            .iter()
-            .map(|c| (c.name.as_str(), c.result, c.seconds))
-            .collect();
+        let got = outcomes(&c);
         assert_eq!(
             got,
             [
@@ -313,10 +317,7 @@ Failed 3 of 4 tests
 ";
         let wanted = names(&["generic/029", "generic/440", "generic/249", "generic/300"]);
         let c = parse_check_output(out, &wanted);
-        let got: Vec<(&str, Res, f64)> = c
-            .iter()
-            .map(|c| (c.name.as_str(), c.result, c.seconds))
-            .collect();
+        let got = outcomes(&c);
         assert_eq!(
             got,
             [
@@ -346,10 +347,7 @@ Failed 3 of 4 tests
         let out = include_str!("../../../tests/fixtures/xfstests/check-ro-6.1.out");
         let wanted = names(&["generic/029", "generic/249", "generic/440"]);
         let c = parse_check_output(out, &wanted);
-        let got: Vec<(&str, Res, f64)> = c
-            .iter()
-            .map(|c| (c.name.as_str(), c.result, c.seconds))
-            .collect();
+        let got = outcomes(&c);
         assert_eq!(
             got,
             [
