@@ -111,6 +111,35 @@ fn cycle(series_name: &str) -> Vec<String> {
     let width = n.to_string().len();
     assert!(cover.contains(&format!(" {:0width$}/{n}] ", 0)), "{cover}");
 
+    // As mail: the tree's get_maintainer.pl names the lists of the
+    // files the series touches (mm and fsdevel, whatever else changes in
+    // MAINTAINERS), every patch has a To:, and no testing patch is in it.
+    let mail = scratch.path().join("mail");
+    ok(&zcsplice(
+        &["format", "--tree", ts, "--out", mail.to_str().unwrap()],
+        &series(),
+        &cache(),
+    ));
+    let mbox = std::fs::read_dir(&mail)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .next()
+        .unwrap();
+    let headers: Vec<String> = mbox
+        .split("\nFrom ")
+        .map(|m| m.split("\n\n").next().unwrap().replace("\n ", " "))
+        .collect();
+    assert_eq!(headers.len(), n + 1);
+    assert!(headers.iter().all(|h| h.contains("\nTo: ")));
+    assert!(!mbox.contains("DO NOT MERGE"));
+    let cc = headers[0]
+        .lines()
+        .find(|l| l.starts_with("Cc: "))
+        .unwrap_or_default();
+    for list in ["linux-mm@kvack.org", "linux-fsdevel@vger.kernel.org"] {
+        assert!(cc.contains(list), "the cover letter's {cc}");
+    }
+
     // The testing patches (never sent) come after the series.
     let testing = patch_files(&out.join("testing"));
     assert!(!testing.is_empty(), "no testing patches rendered");

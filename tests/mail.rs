@@ -21,6 +21,11 @@ fn format_tree(t: &Path, out: &Path, d: &Path) -> String {
             t.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            "--no-maintainers",
+            "--to",
+            "Some Maintainer <maint@example.org>",
+            "--cc",
+            "toy-list@example.org",
         ],
         &fixture_series(),
         d,
@@ -70,6 +75,12 @@ fn every_patch_replies_to_the_cover_letter_with_its_own_id() {
     let unique: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), 3, "{ids:?}");
     assert_eq!(header(&mbox, "In-Reply-To"), ["", &ids[0], &ids[0]]);
+    assert!(header(&mbox, "To")
+        .iter()
+        .all(|t| t == "\"Some Maintainer\" <maint@example.org>"));
+    assert!(header(&mbox, "Cc")
+        .iter()
+        .all(|c| c == "toy-list@example.org"));
     assert_eq!(header(&mbox, "References"), ["", &ids[0], &ids[0]]);
     // One second apart, in order, so that clients sort the thread.
     let dates: Vec<i64> = header(&mbox, "Date")
@@ -137,4 +148,29 @@ fn b4_am_of_the_thread_gives_what_apply_commits() {
         })
         .collect();
     assert_eq!(am_messages, applied);
+}
+
+/// A tree without the kernel's get_maintainer.pl: a clear error, unless
+/// the user names the recipients.
+#[test]
+fn without_get_maintainer_the_recipients_must_be_given() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let o = zcsplice(
+        &[
+            "format",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            d.path().join("m").to_str().unwrap(),
+        ],
+        &fixture_series(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("has no scripts/get_maintainer.pl and MAINTAINERS; pass --no-maintainers"),
+        "{err}"
+    );
 }

@@ -65,6 +65,8 @@ pub enum Cmd {
         /// The sender, `Name <address>` [default: the series' author].
         #[arg(long)]
         from: Option<String>,
+        #[command(flatten)]
+        recipients: RecipientArgs,
     },
     /// Commit the rendered series as a branch of the tree and check it out.
     Apply {
@@ -375,6 +377,34 @@ pub enum TreeCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Recipients on top of the tree's scripts/get_maintainer.pl.
+#[derive(Args)]
+pub struct RecipientArgs {
+    /// Add a To: recipient to every message (repeatable).
+    #[arg(long = "to", value_name = "ADDRESS")]
+    pub to: Vec<String>,
+    /// Add a Cc: recipient to every message (repeatable).
+    #[arg(long = "cc", value_name = "ADDRESS")]
+    pub cc: Vec<String>,
+    /// Drop every recipient whose name or address contains TEXT (repeatable).
+    #[arg(long = "drop", value_name = "TEXT")]
+    pub drop: Vec<String>,
+    /// Do not ask the tree's get_maintainer.pl: only --to and --cc.
+    #[arg(long)]
+    pub no_maintainers: bool,
+}
+
+impl RecipientArgs {
+    pub fn overrides(&self) -> zcsplice::mail::recipients::Overrides {
+        zcsplice::mail::recipients::Overrides {
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            drop: self.drop.clone(),
+            no_maintainers: self.no_maintainers,
+        }
+    }
 }
 
 #[derive(Args)]

@@ -34,12 +34,25 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
                 output::note(format!("left out \"{}\": {}", x.subject, x.reason));
             }
         }
-        Cmd::Format { tree, out, from } => {
-            let f = zcsplice::mail::format_to(env, &tree.spec(), out, from.as_deref())?;
+        Cmd::Format {
+            tree,
+            out,
+            from,
+            recipients,
+        } => {
+            let f = zcsplice::mail::format_to(
+                env,
+                &tree.spec(),
+                out,
+                from.as_deref(),
+                &recipients.overrides(),
+            )?;
             output::line(f.mbox.display());
             output::note(format!("from {}", f.thread.from));
             for m in &f.thread.messages {
                 output::note(format!("<{}> {}", m.message_id, m.subject));
+                output::note(format!("  to: {}", m.recipients.to.join(", ")));
+                output::note(format!("  cc: {}", m.recipients.cc.join(", ")));
             }
         }
         Cmd::Apply {

@@ -7,12 +7,15 @@
 //! patch is In-Reply-To and References the cover letter; the Date headers
 //! are one second apart, in order, so that clients sort the thread as sent.
 
-use anyhow::{bail, Result};
+pub mod recipients;
+
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, FixedOffset};
 use lettre::message::header::{self, Headers};
 use lettre::message::Mailboxes;
 
 use crate::series::render::Rendered;
+use recipients::{Overrides, Recipients};
 
 /// One message of the thread.
 #[derive(Debug, Clone)]
@@ -28,6 +31,7 @@ pub struct Message {
     pub message_id: String,
     pub date: DateTime<FixedOffset>,
     pub body: String,
+    pub recipients: Recipients,
 }
 
 /// The series' messages, the cover letter first, and who sends them.
@@ -79,6 +83,7 @@ impl Thread {
                     subject,
                     commit,
                     body,
+                    recipients: Recipients::default(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -93,7 +98,13 @@ impl Thread {
     pub fn headers(&self, k: usize) -> Result<String> {
         let m = &self.messages[k];
         let mut h = Headers::new();
-        h.set(header::From::from(self.from.parse::<Mailboxes>()?));
+        h.set(header::From::from(mailboxes(&[self.from.clone()])?));
+        if !m.recipients.to.is_empty() {
+            h.set(header::To::from(mailboxes(&m.recipients.to)?));
+        }
+        if !m.recipients.cc.is_empty() {
+            h.set(header::Cc::from(mailboxes(&m.recipients.cc)?));
+        }
         h.set(header::Date::new(m.date.into()));
         h.set(header::Subject::from(m.subject.clone()));
         h.set(header::MessageId::from(format!("<{}>", m.message_id)));
@@ -103,6 +114,21 @@ impl Thread {
             h.set(header::References::from(cover));
         }
         Ok(h.to_string().replace("\r\n", "\n"))
+    }
+
+    /// Sets each patch's recipients (`per_patch`, in order) and the cover
+    /// letter's (their union), adjusted by the user's `o`.
+    pub fn address(&mut self, per_patch: &[Recipients], o: &Overrides) {
+        let union = per_patch
+            .iter()
+            .fold(Recipients::default(), |u, r| u.union(r));
+        for m in &mut self.messages {
+            let r = match m.number {
+                0 => &union,
+                n => &per_patch[n - 1],
+            };
+            m.recipients = r.adjusted(o);
+        }
     }
 
     /// The thread as one mbox, as `git format-patch --stdout` writes one.
@@ -119,6 +145,17 @@ impl Thread {
     }
 }
 
+/// Recipients as lettre's mailboxes: each one parsed on its own, so that
+/// an error names it.
+fn mailboxes(list: &[String]) -> Result<Mailboxes> {
+    list.iter().try_fold(Mailboxes::new(), |acc, r| {
+        Ok(acc.with(
+            r.parse()
+                .with_context(|| format!("`{r}` is not a mail address"))?,
+        ))
+    })
+}
+
 /// What `format` wrote.
 pub struct Formatted {
     pub mbox: std::path::PathBuf,
@@ -133,8 +170,8 @@ pub fn format_to(
     spec: &crate::tree::TreeSpec,
     out: &std::path::Path,
     from: Option<&str>,
+    o: &Overrides,
 ) -> Result<Formatted> {
-    use anyhow::Context;
     let l = crate::series::load(env, spec)?;
     let _mempack = l.tree.repo.odb()?.add_new_mempack_backend(1000)?;
     let r = crate::series::render::render(&l.series, &l.tree, &l.probed)
@@ -143,7 +180,16 @@ pub fn format_to(
     let author = format!("{} <{}>", m.author.name, m.author.email);
     let from = from.unwrap_or(&author);
     let now = chrono::Local::now().fixed_offset();
-    let thread = Thread::new(&r, &m.change_id, m.version, from, now)?;
+    let mut thread = Thread::new(&r, &m.change_id, m.version, from, now)?;
+    let per_patch = r
+        .patches
+        .iter()
+        .map(|p| match o.no_maintainers {
+            true => Ok(Recipients::default()),
+            false => recipients::of_patch(&spec.path, &p.email),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    thread.address(&per_patch, o);
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mbox = out.join(format!("{}-v{}.mbox", m.change_id, m.version));
     std::fs::write(&mbox, thread.mbox()?)
