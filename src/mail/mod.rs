@@ -98,7 +98,7 @@ impl Thread {
     pub fn headers(&self, k: usize) -> Result<String> {
         let m = &self.messages[k];
         let mut h = Headers::new();
-        h.set(header::From::from(mailboxes(&[self.from.clone()])?));
+        h.set(header::From::from(mailboxes(std::slice::from_ref(&self.from))?));
         if !m.recipients.to.is_empty() {
             h.set(header::To::from(mailboxes(&m.recipients.to)?));
         }
