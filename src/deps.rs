@@ -83,5 +83,28 @@ pub fn ensure() -> Result<()> {
             bail!("virtme-ng is installed but `vng` is not on PATH; add pip's script directory to PATH");
         }
     }
+    // checkpatch.pl's spdxcheck.py needs them; without, it dies and
+    // checkpatch goes on as if the SPDX lines were checked.
+    let spdx = duct::cmd!("python3", "-c", "import ply, git")
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success());
+    if !spdx {
+        log::info!("installing ply and GitPython (pip, for checkpatch.pl's spdxcheck.py)");
+        duct::cmd!(
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "ply",
+            "GitPython"
+        )
+        .stdout_to_stderr()
+        .run()
+        .context("pip install ply GitPython failed")?;
+    }
     Ok(())
 }

@@ -111,8 +111,9 @@ fn cycle(series_name: &str) -> Vec<String> {
     let width = n.to_string().len();
     assert!(cover.contains(&format!(" {:0width$}/{n}] ", 0)), "{cover}");
 
-    // As mail: the tree's get_maintainer.pl names the lists of the
-    // files the series touches (mm and fsdevel, whatever else changes in
+    // As mail: checkpatch.pl --strict passes every patch (format's gate),
+    // the tree's get_maintainer.pl names the lists of the files the
+    // series touches (mm and fsdevel, whatever else changes in
     // MAINTAINERS), every patch has a To:, and no testing patch is in it.
     let mail = scratch.path().join("mail");
     ok(&zcsplice(
@@ -230,6 +231,43 @@ fn cycle(series_name: &str) -> Vec<String> {
         "{err}"
     );
     assert_eq!(repo_state(&t), clean);
+
+    // A template with trailing whitespace: checkpatch stops the mail,
+    // naming the patch and the line; an override goes on, and the cover
+    // letter says why.
+    let sloppy = scratch.path().join("sloppy");
+    for sub in ["patches", "templates"] {
+        copy_dir(&series().join(sub), &sloppy.join(sub));
+    }
+    let tpl = sloppy.join("templates/perform-write-donor.c.j2");
+    let text = std::fs::read_to_string(&tpl).unwrap();
+    let line = "/* Not taken: the pipe still owns it, copy from it. */";
+    assert!(text.contains(line));
+    std::fs::write(&tpl, text.replace(line, &format!("{line} "))).unwrap();
+    let mail = scratch.path().join("sloppy-mail");
+    let args = ["format", "--tree", ts, "--out", mail.to_str().unwrap()];
+    let o = zcsplice(&args, &sloppy, &cache());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("checkpatch.pl --strict is not clean on 1 patch(es)")
+            && err.contains("mm: filemap: hand a stolen folio to ->write_begin:")
+            && err.contains("ERROR: trailing whitespace"),
+        "{err}"
+    );
+    assert!(!mail.exists(), "nothing is written past a failed gate");
+    let mut args = args.to_vec();
+    args.extend(["--checkpatch-override", "the whitespace is deliberate"]);
+    ok(&zcsplice(&args, &sloppy, &cache()));
+    let mbox = std::fs::read_dir(&mail)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .next()
+        .unwrap();
+    assert!(
+        mbox.contains("Sent anyway: the whitespace is deliberate\nbase-commit: "),
+        "{mbox}"
+    );
 
     patches
         .iter()

@@ -21,6 +21,7 @@ fn format_tree(t: &Path, out: &Path, d: &Path) -> String {
             t.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            "--no-checkpatch",
             "--no-maintainers",
             "--to",
             "Some Maintainer <maint@example.org>",
@@ -163,6 +164,7 @@ fn without_get_maintainer_the_recipients_must_be_given() {
             t.to_str().unwrap(),
             "--out",
             d.path().join("m").to_str().unwrap(),
+            "--no-checkpatch",
         ],
         &fixture_series(),
         d.path(),
@@ -173,4 +175,26 @@ fn without_get_maintainer_the_recipients_must_be_given() {
         err.contains("has no scripts/get_maintainer.pl and MAINTAINERS; pass --no-maintainers"),
         "{err}"
     );
+}
+
+/// The toy tree has no checkpatch.pl: the gate cannot pass by not running.
+#[test]
+fn without_checkpatch_the_gate_does_not_pass() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_tree(d.path(), true);
+    let o = zcsplice(
+        &[
+            "format",
+            "--tree",
+            t.to_str().unwrap(),
+            "--out",
+            d.path().join("m").to_str().unwrap(),
+            "--no-maintainers",
+        ],
+        &fixture_series(),
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("has no scripts/checkpatch.pl"), "{err}");
 }

@@ -67,6 +67,13 @@ pub enum Cmd {
         from: Option<String>,
         #[command(flatten)]
         recipients: RecipientArgs,
+        /// Go on although checkpatch.pl --strict is not clean; the cover
+        /// letter says so, with this reason.
+        #[arg(long, value_name = "REASON", conflicts_with = "no_checkpatch")]
+        checkpatch_override: Option<String>,
+        /// Do not run checkpatch.pl (the files only; sending always runs it).
+        #[arg(long)]
+        no_checkpatch: bool,
     },
     /// Commit the rendered series as a branch of the tree and check it out.
     Apply {

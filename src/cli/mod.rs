@@ -39,13 +39,22 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
             out,
             from,
             recipients,
+            checkpatch_override,
+            no_checkpatch,
         } => {
+            use zcsplice::mail::Gate;
+            let gate = match (checkpatch_override, no_checkpatch) {
+                (Some(why), _) => Gate::Override(why.clone()),
+                (None, true) => Gate::Skip,
+                (None, false) => Gate::Strict,
+            };
             let f = zcsplice::mail::format_to(
                 env,
                 &tree.spec(),
                 out,
                 from.as_deref(),
                 &recipients.overrides(),
+                &gate,
             )?;
             output::line(f.mbox.display());
             output::note(format!("from {}", f.thread.from));

@@ -7,6 +7,7 @@
 //! patch is In-Reply-To and References the cover letter; the Date headers
 //! are one second apart, in order, so that clients sort the thread as sent.
 
+pub mod checkpatch;
 pub mod recipients;
 
 use anyhow::{bail, Context, Result};
@@ -98,7 +99,9 @@ impl Thread {
     pub fn headers(&self, k: usize) -> Result<String> {
         let m = &self.messages[k];
         let mut h = Headers::new();
-        h.set(header::From::from(mailboxes(std::slice::from_ref(&self.from))?));
+        h.set(header::From::from(mailboxes(std::slice::from_ref(
+            &self.from,
+        ))?));
         if !m.recipients.to.is_empty() {
             h.set(header::To::from(mailboxes(&m.recipients.to)?));
         }
@@ -156,6 +159,60 @@ fn mailboxes(list: &[String]) -> Result<Mailboxes> {
     })
 }
 
+/// The checkpatch gate: what the user asks of it.
+#[derive(Debug, Clone, Default)]
+pub enum Gate {
+    /// Every patch must be clean.
+    #[default]
+    Strict,
+    /// Go on past it; the cover letter says why.
+    Override(String),
+    /// Do not run checkpatch (files only, never for sending).
+    Skip,
+}
+
+/// Runs the gate on the rendered patches; returns the note for the cover
+/// letter when the user overrode a failure.
+fn gate(tree: &std::path::Path, r: &Rendered, g: &Gate) -> Result<Option<String>> {
+    if matches!(g, Gate::Skip) {
+        return Ok(None);
+    }
+    let mut failed = Vec::new();
+    for p in &r.patches {
+        let v = checkpatch::check(tree, &p.tagged_subject, &p.email)?;
+        if !v.clean() {
+            failed.push(v);
+        }
+    }
+    if failed.is_empty() {
+        log::info!("checkpatch.pl --strict: {} patches clean", r.patches.len());
+        return Ok(None);
+    }
+    match g {
+        Gate::Override(why) => Ok(Some(checkpatch::override_note(why, &failed))),
+        _ => {
+            let reports: Vec<String> = failed
+                .iter()
+                .map(|v| format!("{}:\n{}", v.subject, v.report))
+                .collect();
+            bail!(
+                "checkpatch.pl --strict is not clean on {} patch(es); fix the series, or \
+                 pass --checkpatch-override \"REASON\" to go on (the cover letter says why):\n\n{}",
+                failed.len(),
+                reports.join("\n\n")
+            )
+        }
+    }
+}
+
+/// The cover letter's body with `note` before its trailers (base-commit:).
+fn with_note(body: &str, note: &str) -> String {
+    match body.find("\nbase-commit: ") {
+        Some(at) => format!("{}\n{note}{}", &body[..at + 1], &body[at + 1..]),
+        None => format!("{}\n\n{note}", body.trim_end()),
+    }
+}
+
 /// What `format` wrote.
 pub struct Formatted {
     pub mbox: std::path::PathBuf,
@@ -171,11 +228,15 @@ pub fn format_to(
     out: &std::path::Path,
     from: Option<&str>,
     o: &Overrides,
+    g: &Gate,
 ) -> Result<Formatted> {
     let l = crate::series::load(env, spec)?;
     let _mempack = l.tree.repo.odb()?.add_new_mempack_backend(1000)?;
-    let r = crate::series::render::render(&l.series, &l.tree, &l.probed)
+    let mut r = crate::series::render::render(&l.series, &l.tree, &l.probed)
         .map_err(crate::exit::untestable)?;
+    if let Some(note) = gate(&spec.path, &r, g)? {
+        r.cover_body = with_note(&r.cover_body, &note);
+    }
     let m = &l.series.manifest;
     let author = format!("{} <{}>", m.author.name, m.author.email);
     let from = from.unwrap_or(&author);
@@ -195,4 +256,18 @@ pub fn format_to(
     std::fs::write(&mbox, thread.mbox()?)
         .with_context(|| format!("cannot write {}", mbox.display()))?;
     Ok(Formatted { mbox, thread })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_override_note_goes_before_the_trailers() {
+        let body = "Hello.\n\n---\nbase-commit: abc\nchange-id: x\n\n";
+        assert_eq!(
+            with_note(body, "Sent anyway: why\n"),
+            "Hello.\n\n---\n\nSent anyway: why\nbase-commit: abc\nchange-id: x\n\n"
+        );
+    }
 }
