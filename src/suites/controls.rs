@@ -100,7 +100,7 @@ pub fn judge(fault: &str, r: &Report) -> Outcome {
             _ => false,
         };
     // Kernel reports first: they name the bug; a test cut short by them does not.
-    let mut evidence: Vec<String> = r.splats.iter().map(|s| s.title.clone()).collect();
+    let mut evidence = collapse(r.splats.iter().map(|s| s.title.as_str()));
     evidence.extend(r.tests.iter().filter(|t| t.result.bad()).map(|t| {
         let last = t.output.lines().rfind(|l| !l.trim().is_empty());
         let last = last.map_or("no output".into(), |l| l.trim().to_string());
@@ -113,6 +113,28 @@ pub fn judge(fault: &str, r: &Report) -> Outcome {
         evidence,
         logs: r.logs.display().to_string(),
     }
+}
+
+/// Kernel report titles, each kind once: reports that differ only in a
+/// page frame number (a fault hits every page) become one line with their
+/// count.
+fn collapse<'a>(titles: impl Iterator<Item = &'a str>) -> Vec<String> {
+    static PFN: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\s*pfn:[0-9a-f]+").unwrap());
+    let mut seen: Vec<(String, String, usize)> = Vec::new();
+    for t in titles {
+        let key = PFN.replace_all(t, "").trim().to_string();
+        match seen.iter_mut().find(|s| s.0 == key) {
+            Some(s) => s.2 += 1,
+            None => seen.push((key, t.to_string(), 1)),
+        }
+    }
+    seen.into_iter()
+        .map(|(key, first, n)| match n {
+            1 => first,
+            n => format!("{key} ({n} reports)"),
+        })
+        .collect()
 }
 
 /// One line per fault: its verdict, whether the tests caught it, and the
@@ -187,6 +209,25 @@ mod tests {
             [
                 "BUG: Bad page state in process x",
                 "t: incomplete (FAIL: 3 failures)"
+            ]
+        );
+    }
+
+    #[test]
+    fn reports_on_many_pages_are_one_line() {
+        let titles = [
+            "BUG: Bad page state in process splice-basic  pfn:02b08",
+            "BUG: Bad page state in process splice-basic  pfn:02af1",
+            "Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+            "BUG: Bad page state in process splice-basic  pfn:0274b",
+            "BUG: Bad page state in process other  pfn:1",
+        ];
+        assert_eq!(
+            collapse(titles.into_iter()),
+            [
+                "BUG: Bad page state in process splice-basic (3 reports)",
+                "Oops: invalid opcode: 0000 [#1] PREEMPT SMP NOPTI",
+                "BUG: Bad page state in process other  pfn:1",
             ]
         );
     }
