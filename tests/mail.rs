@@ -151,10 +151,8 @@ fn b4_am_of_the_thread_gives_what_apply_commits() {
     assert_eq!(am_messages, applied);
 }
 
-/// A tree without the kernel's get_maintainer.pl: a clear error, unless
-/// the user names the recipients.
-#[test]
-fn without_get_maintainer_the_recipients_must_be_given() {
+/// `format` of the toy tree with `flag`: it fails (exit 1); its stderr.
+fn format_fails(flag: &str) -> String {
     let d = tempfile::tempdir().unwrap();
     let t = toy_tree(d.path(), true);
     let o = zcsplice(
@@ -164,13 +162,20 @@ fn without_get_maintainer_the_recipients_must_be_given() {
             t.to_str().unwrap(),
             "--out",
             d.path().join("m").to_str().unwrap(),
-            "--no-checkpatch",
+            flag,
         ],
         &fixture_series(),
         d.path(),
     );
     assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A tree without the kernel's get_maintainer.pl: a clear error, unless
+/// the user names the recipients.
+#[test]
+fn without_get_maintainer_the_recipients_must_be_given() {
+    let err = format_fails("--no-checkpatch");
     assert!(
         err.contains("has no scripts/get_maintainer.pl and MAINTAINERS; pass --no-maintainers"),
         "{err}"
@@ -180,21 +185,6 @@ fn without_get_maintainer_the_recipients_must_be_given() {
 /// The toy tree has no checkpatch.pl: the gate cannot pass by not running.
 #[test]
 fn without_checkpatch_the_gate_does_not_pass() {
-    let d = tempfile::tempdir().unwrap();
-    let t = toy_tree(d.path(), true);
-    let o = zcsplice(
-        &[
-            "format",
-            "--tree",
-            t.to_str().unwrap(),
-            "--out",
-            d.path().join("m").to_str().unwrap(),
-            "--no-maintainers",
-        ],
-        &fixture_series(),
-        d.path(),
-    );
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = format_fails("--no-maintainers");
     assert!(err.contains("has no scripts/checkpatch.pl"), "{err}");
 }
