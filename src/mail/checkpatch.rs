@@ -2,7 +2,7 @@
 //! on every patch. Any error, warning or check stops it, unless the user
 //! overrides it with a reason, which the cover letter then says.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::Path;
 
 /// What checkpatch said of one patch.
@@ -39,29 +39,15 @@ fn totals(out: &str) -> Option<(u32, u32, u32)> {
 
 /// Runs the tree's checkpatch.pl --strict on one patch email.
 pub fn check(tree: &Path, subject: &str, email: &str) -> Result<Verdict> {
-    if !tree.join("scripts/checkpatch.pl").exists() {
-        bail!(
-            "{} has no scripts/checkpatch.pl to check the patches with",
-            tree.display()
-        );
-    }
-    let mut f = tempfile::NamedTempFile::new()?;
-    std::io::Write::write_all(&mut f, email.as_bytes())?;
-    let out = duct::cmd!(
-        "perl",
-        "scripts/checkpatch.pl",
-        "--strict",
-        "--no-summary-file",
-        "--color=never",
-        f.path()
-    )
-    .dir(tree)
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .context("cannot run perl scripts/checkpatch.pl")?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let out = super::tree_script(
+        tree,
+        "checkpatch.pl",
+        &["--strict", "--no-summary-file", "--color=never"],
+        email,
+        " to check the patches with",
+    )?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     // spdxcheck.py dies without its modules, and checkpatch goes on as if
     // the SPDX lines were fine: a check that did not run is no pass.
     if text.contains("Traceback (most recent call last)") {

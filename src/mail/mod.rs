@@ -148,6 +148,35 @@ impl Thread {
     }
 }
 
+/// Runs the tree's `scripts/<script>` (perl) on a patch email, in the
+/// tree, with `args` before the email's file; stdout and stderr captured,
+/// the exit status left to the caller. A tree without the script is an
+/// error that says so, with `hint`.
+fn tree_script(
+    tree: &std::path::Path,
+    script: &str,
+    args: &[&str],
+    email: &str,
+    hint: &str,
+) -> Result<std::process::Output> {
+    if !tree.join("scripts").join(script).exists() {
+        bail!("{} has no scripts/{script}{hint}", tree.display());
+    }
+    let mut f = tempfile::NamedTempFile::new()?;
+    std::io::Write::write_all(&mut f, email.as_bytes())?;
+    let script = format!("scripts/{script}");
+    let mut argv: Vec<std::ffi::OsString> = vec![script.clone().into()];
+    argv.extend(args.iter().map(|a| a.into()));
+    argv.push(f.path().into());
+    duct::cmd("perl", argv)
+        .dir(tree)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .with_context(|| format!("cannot run perl {script}"))
+}
+
 /// Recipients as lettre's mailboxes: each one parsed on its own, so that
 /// an error names it.
 fn mailboxes(list: &[String]) -> Result<Mailboxes> {

@@ -3,7 +3,7 @@
 //! the rest), the cover letter the union, plus the user's additions and
 //! minus what the user drops.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::Path;
 
 /// The recipients of one message, `Name <address>` or a bare address.
@@ -84,30 +84,14 @@ impl Recipients {
 
 /// Runs the tree's get_maintainer.pl on one patch email.
 pub fn of_patch(tree: &Path, email: &str) -> Result<Recipients> {
-    let script = tree.join("scripts/get_maintainer.pl");
-    if !script.exists() || !tree.join("MAINTAINERS").exists() {
-        bail!(
-            "{} has no scripts/get_maintainer.pl and MAINTAINERS; pass --no-maintainers and --to/--cc",
-            tree.display()
-        );
+    const HINT: &str = " and MAINTAINERS; pass --no-maintainers and --to/--cc";
+    if !tree.join("MAINTAINERS").exists() {
+        bail!("{} has no scripts/get_maintainer.pl{HINT}", tree.display());
     }
-    let mut f = tempfile::NamedTempFile::new()?;
-    std::io::Write::write_all(&mut f, email.as_bytes())?;
     let run = |extra: &str| -> Result<Vec<String>> {
-        let mut args: Vec<&str> = COMMON.to_vec();
+        let mut args = COMMON.to_vec();
         args.push(extra);
-        let path = f.path().to_string_lossy().to_string();
-        args.push(&path);
-        let out = duct::cmd(
-            "perl",
-            std::iter::once("scripts/get_maintainer.pl").chain(args),
-        )
-        .dir(tree)
-        .stderr_capture()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .context("cannot run perl scripts/get_maintainer.pl")?;
+        let out = super::tree_script(tree, "get_maintainer.pl", &args, email, HINT)?;
         if !out.status.success() {
             bail!(
                 "scripts/get_maintainer.pl in {} failed: {}",
@@ -124,6 +108,7 @@ pub fn of_patch(tree: &Path, email: &str) -> Result<Recipients> {
     };
     let to = run("--nol")?;
     let cc = run("--nom")?;
+    // Reviewers are in both answers: the union keeps each address once.
     Ok(Recipients { to, cc }.union(&Recipients::default()))
 }
 
