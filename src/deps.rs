@@ -74,11 +74,7 @@ pub fn ensure() -> Result<()> {
         apt_install(&missing)?;
     }
     if !which("vng") {
-        log::info!("installing virtme-ng (pip)");
-        duct::cmd!("python3", "-m", "pip", "install", "--quiet", "virtme-ng")
-            .stdout_to_stderr()
-            .run()
-            .context("pip install virtme-ng failed")?;
+        pip_install(&["virtme-ng"], "")?;
         if !which("vng") {
             bail!("virtme-ng is installed but `vng` is not on PATH; add pip's script directory to PATH");
         }
@@ -92,19 +88,20 @@ pub fn ensure() -> Result<()> {
         .run()
         .is_ok_and(|o| o.status.success());
     if !spdx {
-        log::info!("installing ply and GitPython (pip, for checkpatch.pl's spdxcheck.py)");
-        duct::cmd!(
-            "python3",
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "ply",
-            "GitPython"
-        )
+        pip_install(&["ply", "GitPython"], ", for checkpatch.pl's spdxcheck.py")?;
+    }
+    Ok(())
+}
+
+/// Installs Python packages with pip; says what and (`why`) what for.
+fn pip_install(pkgs: &[&str], why: &str) -> Result<()> {
+    let names = pkgs.join(" ");
+    log::info!("installing {names} (pip{why})");
+    let mut args = vec!["-m", "pip", "install", "--quiet"];
+    args.extend(pkgs);
+    duct::cmd("python3", &args)
         .stdout_to_stderr()
         .run()
-        .context("pip install ply GitPython failed")?;
-    }
+        .with_context(|| format!("pip install {names} failed"))?;
     Ok(())
 }

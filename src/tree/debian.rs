@@ -242,6 +242,11 @@ fn sandbox() -> Vec<String> {
     }
 }
 
+/// Where the installed package keeps its tarball.
+fn installed_tarball(pkg: &str) -> PathBuf {
+    PathBuf::from(format!("/usr/src/{pkg}.tar.xz"))
+}
+
 fn dpkg_version(pkg: &str) -> Option<String> {
     duct::cmd!("dpkg-query", "-W", "-f=${Version}", pkg)
         .stderr_null()
@@ -297,7 +302,7 @@ fn merged(a: Vec<Candidate>, b: Vec<Candidate>) -> Vec<Candidate> {
 /// package and no version is named), else one downloaded into the cache.
 pub fn fetch(spec: &DebianSpec, cache: &Path) -> Result<Source> {
     let pkg = spec.package();
-    let installed = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
+    let installed = installed_tarball(&pkg);
     let system = Apt::System.candidates(&pkg);
     if spec.version.is_none() && !system.is_empty() {
         if !installed.exists() {
@@ -367,7 +372,7 @@ fn download(apt: &Apt, pkg: &str, c: &Candidate, cache: &Path) -> Result<Source>
         suite: c.suite.clone(),
         tarball,
     };
-    let installed = PathBuf::from(format!("/usr/src/{pkg}.tar.xz"));
+    let installed = installed_tarball(pkg);
     if dpkg_version(pkg).as_deref() == Some(c.version.as_str()) && installed.exists() {
         return Ok(source(installed));
     }
