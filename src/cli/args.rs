@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use zcsplice::exit;
 use zcsplice::guest::boot::{VmOpts, TEST_NUMA_NODES};
-use zcsplice::kernel::build::{BuildRequest, KernelOpts};
+use zcsplice::kernel::build::{BuildRequest, KernelOpts, Profile};
 use zcsplice::suites::guest_tests::RunOpts;
 use zcsplice::suites::{bench, xfstests};
 use zcsplice::tree::{import, TreeSpec};
@@ -198,6 +198,12 @@ pub struct BenchArgs {
     /// Measured reps per cell (filesystem x mode), after one warm-up.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub reps: u32,
+    /// Bytes per splice() call, each made once the pipe holds them: 4K
+    /// to 64K, whole pages [default: as much as the pipe holds]. A write
+    /// of less than two pages gets an order-0 folio, a 64K one a large
+    /// folio where the file has them (ext4 from 6.16).
+    #[arg(long, value_name = "SIZE", value_parser = bench::parse_splice_size)]
+    pub splice: Option<u64>,
     /// Hard limit for the whole VM run, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
@@ -216,6 +222,7 @@ impl BenchArgs {
             size: self.size,
             reps: self.reps,
             rows: bench::rows(&self.fs)?,
+            splice: self.splice,
             vm: VmOpts {
                 timeout: Duration::from_secs(self.timeout),
                 memory: self.memory.clone(),
@@ -245,8 +252,14 @@ pub struct KernelArgs {
     /// Extra config fragment, applied after vm/config/*.config; repeatable.
     #[arg(long = "config-fragment", value_name = "FILE")]
     pub fragments: Vec<PathBuf>,
+    /// Kernel config: debug (vm/config/debug.config and series.config:
+    /// lockdep, DEBUG_VM, the series' KUnit test and faults) or
+    /// production (vm/config/production.config: none of them, for
+    /// numbers a distribution kernel would give; not for proofs).
+    #[arg(long = "config", value_enum, default_value_t = ConfigProfile::Debug)]
+    pub profile: ConfigProfile,
     /// Build with KASAN (vm/config/kasan.config).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "profile")]
     pub kasan: bool,
     /// Parallel make jobs [default: number of CPUs].
     #[arg(long)]
@@ -434,10 +447,22 @@ impl TreeArgs {
     }
 }
 
+/// `--config`: the kernel's profile (kernel::build::Profile).
+#[derive(Clone, Copy, Default, clap::ValueEnum)]
+pub enum ConfigProfile {
+    #[default]
+    Debug,
+    Production,
+}
+
 impl KernelArgs {
     pub fn opts(&self) -> KernelOpts {
         KernelOpts {
             fragments: self.fragments.clone(),
+            profile: match self.profile {
+                ConfigProfile::Debug => Profile::Debug,
+                ConfigProfile::Production => Profile::Production,
+            },
             kasan: self.kasan,
             jobs: self.jobs,
         }

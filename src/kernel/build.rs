@@ -16,11 +16,24 @@ use crate::kernel::kconfig;
 use crate::procs;
 use crate::tree::{dirty_files, sanitize};
 
+/// Which checks a kernel is built with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// The series' test kernel: vm/config/debug.config (lockdep, DEBUG_VM,
+    /// KUnit) and vm/config/series.config (its KUnit test, its faults).
+    #[default]
+    Debug,
+    /// vm/config/production.config instead: no debug or test options, as
+    /// a distribution ships it; for numbers (`bench`), not for proofs.
+    Production,
+}
+
 /// How a kernel is configured and built, whichever tree and branch.
 #[derive(Debug, Clone, Default)]
 pub struct KernelOpts {
     /// Extra config fragments, applied after vm/config/*.config.
     pub fragments: Vec<PathBuf>,
+    pub profile: Profile,
     pub kasan: bool,
     /// Parallel make jobs; None: the number of CPUs.
     pub jobs: Option<usize>,
@@ -40,6 +53,7 @@ pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> 
     let opts = BuildOpts {
         branch: req.branch.clone(),
         fragments: req.kernel.fragments.clone(),
+        profile: req.kernel.profile,
         kasan: req.kernel.kasan,
         jobs: req
             .kernel
@@ -66,6 +80,7 @@ pub struct BuildOpts {
     /// Build this branch (a worktree in the cache when it is not checked out).
     pub branch: Option<String>,
     pub fragments: Vec<PathBuf>,
+    pub profile: Profile,
     pub kasan: bool,
     pub jobs: usize,
 }
@@ -213,6 +228,9 @@ pub fn outdir(cache: &Path, tree: &Path, src: &Source, opts: &BuildOpts) -> Resu
     if src.dir != tree {
         key.push_str("@worktree");
     }
+    if opts.profile == Profile::Production {
+        key.push_str("+production");
+    }
     if opts.kasan {
         key.push_str("+kasan");
     }
@@ -229,14 +247,15 @@ pub fn outdir(cache: &Path, tree: &Path, src: &Source, opts: &BuildOpts) -> Resu
     Ok(cache.join("build").join(sanitize(&name)).join(key))
 }
 
-/// The fragments a build applies, in order: vm/config/base, debug, series, kasan, the user's.
+/// The fragments a build applies, in order: vm/config/base, then debug and
+/// series (or production), kasan, the user's.
 fn fragments(project: &Path, opts: &BuildOpts) -> Vec<PathBuf> {
     let cfg = project.join("vm/config");
-    let mut v = vec![
-        cfg.join("base.config"),
-        cfg.join("debug.config"),
-        cfg.join("series.config"),
-    ];
+    let mut v = vec![cfg.join("base.config")];
+    match opts.profile {
+        Profile::Debug => v.extend([cfg.join("debug.config"), cfg.join("series.config")]),
+        Profile::Production => v.push(cfg.join("production.config")),
+    }
     if opts.kasan {
         v.push(cfg.join("kasan.config"));
     }
@@ -578,6 +597,50 @@ fn build_locked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_production_kernel_has_no_debug_fragment_and_a_build_of_its_own() {
+        let project = Path::new("/p");
+        let opts = |profile, kasan| BuildOpts {
+            branch: None,
+            fragments: vec![],
+            profile,
+            kasan,
+            jobs: 2,
+        };
+        let names = |o: &BuildOpts| -> Vec<String> {
+            fragments(project, o)
+                .iter()
+                .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(&opts(Profile::Debug, true)),
+            [
+                "base.config",
+                "debug.config",
+                "series.config",
+                "kasan.config"
+            ]
+        );
+        assert_eq!(
+            names(&opts(Profile::Production, false)),
+            ["base.config", "production.config"]
+        );
+        let src = Source {
+            dir: "/t".into(),
+            commit: Oid::zero(),
+            key: "zcsplice/7.3.4".into(),
+        };
+        let dir = |o| outdir(Path::new("/c"), Path::new("/t"), &src, &o).unwrap();
+        assert_ne!(
+            dir(opts(Profile::Debug, false)),
+            dir(opts(Profile::Production, false))
+        );
+        assert!(dir(opts(Profile::Production, false))
+            .to_string_lossy()
+            .ends_with("+production"));
+    }
 
     #[test]
     fn first_error_finds_the_compiler_error() {
