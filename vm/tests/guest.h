@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -152,6 +153,111 @@ static inline int splice_full(int pfd, int fd, loff_t *off, size_t len)
 	return 0;
 }
 #endif
+
+/* Folio orders folio_orders() tells apart: 0 (a page) to 2 MiB and more. */
+#define FOLIO_ORDERS 10
+
+/*
+ * How the page cache holds the first len bytes of fd (pages that are not
+ * cached are read in): counts[k] is the number of pages that sit in folios
+ * of order k, the last bucket taking every larger order. Read from the PFNs
+ * in /proc/self/pagemap and the compound-page bits in /proc/kpageflags
+ * (root only). Returns the pages counted, or -1 after printing why not.
+ */
+static inline long folio_orders(int fd, size_t len,
+				long counts[FOLIO_ORDERS])
+{
+	const uint64_t tail = 1ull << 16;	/* KPF_COMPOUND_TAIL */
+	long page = sysconf(_SC_PAGESIZE), pages = len / page, done = 0;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int kpf = open("/proc/kpageflags", O_RDONLY);
+	volatile const char *map;
+	long start = 0;
+
+	memset(counts, 0, FOLIO_ORDERS * sizeof(counts[0]));
+	map = pages ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+	if (pm < 0 || kpf < 0 || map == MAP_FAILED) {
+		printf("folio sizes: pagemap/kpageflags/mmap: %s\n",
+		       strerror(errno));
+		done = -1;
+		goto out;
+	}
+	/* A folio starts at a page that is no compound tail. */
+	for (long i = 0; i <= pages; i++) {
+		uint64_t ent = 0, flags = 0;
+
+		if (i < pages) {
+			(void)map[i * page];
+			off_t at = ((uintptr_t)map / page + i) * 8;
+
+			if (pread(pm, &ent, 8, at) != 8 || !(ent >> 63) ||
+			    pread(kpf, &flags, 8, (ent & ((1ull << 55) - 1)) * 8) != 8) {
+				printf("folio sizes: no PFN for page %ld\n", i);
+				done = -1;
+				goto out;
+			}
+		}
+		if (i && (i == pages || !(flags & tail))) {
+			long n = i - start, order = 0;
+
+			while (order < FOLIO_ORDERS - 1 && (2l << order) <= n)
+				order++;
+			counts[order] += n;
+			done += n;
+			start = i;
+		}
+	}
+out:
+	if (map && map != MAP_FAILED)
+		munmap((void *)map, len);
+	if (pm >= 0)
+		close(pm);
+	if (kpf >= 0)
+		close(kpf);
+	return done;
+}
+
+/* Prints counts[] from folio_orders() after prefix: pages per folio order. */
+static inline void print_folio_orders(const char *prefix,
+				      const long counts[FOLIO_ORDERS])
+{
+	printf("%s: pages in folios of order", prefix);
+	for (int k = 0; k < FOLIO_ORDERS; k++)
+		if (counts[k])
+			printf(" %d%s: %ld", k, k == FOLIO_ORDERS - 1 ? "+" : "",
+			       counts[k]);
+	printf("\n");
+}
+
+/*
+ * Does a write(2) of 64 KiB at offset 0 of a new file in dir get a large
+ * folio? 1 yes, 0 no, -1 when it cannot tell (printed).
+ */
+static inline int large_folio_writes(const char *dir)
+{
+	static char buf[65536];
+	long counts[FOLIO_ORDERS];
+	char path[256];
+	long pages;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/large-folio-probe", dir);
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+	memset(buf, 0x5a, sizeof(buf));
+	if (fd < 0 || write(fd, buf, sizeof(buf)) != sizeof(buf)) {
+		printf("large folio probe in %s: %s\n", dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(path);
+		return -1;
+	}
+	pages = folio_orders(fd, sizeof(buf), counts);
+	close(fd);
+	unlink(path);
+	if (pages < 0)
+		return -1;
+	return counts[0] < pages;
+}
 
 /*
  * A block filesystem on one of the scratch disks zcsplice attaches to every

@@ -9,12 +9,22 @@
  * drop_caches (from disk; a moved page that was not dirtied reads back as
  * zeroes).
  *
- * Two runs per filesystem:
+ * Four runs per filesystem:
  * - aligned: the writer writes whole pages (1 to 64 at a time) and the
  *   splices take whole pages, so every pipe buffer is a full anonymous page
  *   going to a page-aligned file position: on a patched kernel with
  *   vm.splice_move=1, nearly all of them must be moved (/proc/vmstat
- *   splice_move), except with data=journal, which copies: none may move;
+ *   splice_move), except with data=journal, which copies: none may move.
+ *   Where a write(2) of 64 KiB gets a large folio (ext4 from 6.16), a page
+ *   moves only where that write would have got an order-0 folio, which the
+ *   mix of sizes makes some of them: moves are reported, but no page may be
+ *   taken from the pipe and then copied (splice_move_fallback);
+ * - pages: the splices take one page at a time, which write(2) puts in an
+ *   order-0 folio everywhere: nearly all must move (none with data=journal);
+ * - large: 64 KiB writes and, once the pipe is full, 64 KiB splices. Where
+ *   write(2) gets large folios, nothing may move or be taken and nearly all
+ *   pages must sit in large folios (read from /proc/kpageflags), as after
+ *   write(2); elsewhere nearly all must move;
  * - odd: writes and splices of odd sizes (1 byte to 1 MiB), so most pipe
  *   buffers are partial or land unaligned; moves are only reported.
  * Then, with vm.splice_move=0, an aligned run must move nothing.
@@ -60,6 +70,8 @@ static const size_t aligned_writes[] = {
 static const size_t aligned_splices[] = {
 	16 * PAGE, 1 * PAGE, 256 * PAGE, 3 * PAGE, 64 * PAGE,
 };
+static const size_t one_page[] = { PAGE };
+static const size_t sixteen_pages[] = { 16 * PAGE };
 static const size_t odd_writes[] = {
 	1, 100, PAGE - 1, PAGE + 1, 65536, 12345, 2 * PAGE - 1, 3, 300000,
 	PAGE,
@@ -69,6 +81,36 @@ static const size_t odd_splices[] = {
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+
+/* How a run writes into the pipe and splices out of it. */
+struct kind {
+	const char *name;
+	const size_t *writes, *splices;
+	size_t nwrites, nsplices;
+	int full;		/* splice only once the pipe holds a whole splice */
+	int big_pipe;		/* a 1 MiB pipe instead of the default 64 KiB */
+};
+
+static const struct kind aligned = {
+	"aligned", aligned_writes, aligned_splices, N(aligned_writes),
+	N(aligned_splices), 0, 0,
+};
+static const struct kind pages = {
+	"pages", aligned_writes, one_page, N(aligned_writes), 1, 0, 0,
+};
+static const struct kind large = {
+	"large", sixteen_pages, sixteen_pages, 1, 1, 1, 0,
+};
+static const struct kind odd = {
+	"odd", odd_writes, odd_splices, N(odd_writes), N(odd_splices), 0, 1,
+};
+
+/* What a run did: pages moved and taken then copied (-1: no counters). */
+struct result {
+	long moved, taken;
+	long folios[FOLIO_ORDERS];	/* pages per folio order, after it */
+	long cached;			/* pages counted in folios[], or -1 */
+};
 
 /* The writer: TOTAL bytes of data into the pipe, in chunks of the sizes. */
 static void writer(int wfd, const size_t *sizes, size_t nsizes)
@@ -134,47 +176,55 @@ static int check(const char *path, const char *when)
 	return 0;
 }
 
+/* Waits until the pipe holds want bytes; they are on their way. */
+static void wait_for(int rfd, size_t want)
+{
+	int n;
+
+	while (!ioctl(rfd, FIONREAD, &n) && (size_t)n < want)
+		usleep(1000);
+}
+
 /*
  * One run: a writer feeds the pipe while we splice it into dir/file.
- * Returns the pages moved meanwhile (-1 without the counter).
+ * Returns what the counters and the page cache say; 0, or 1 on a failure
+ * (printed).
  */
-static long run(const char *dir, const char *mode, int aligned)
+static int run(const char *dir, const struct kind *k, struct result *r)
 {
-	const size_t *ws = aligned ? aligned_writes : odd_writes;
-	const size_t *ss = aligned ? aligned_splices : odd_splices;
-	size_t nws = aligned ? N(aligned_writes) : N(odd_writes);
-	size_t nss = aligned ? N(aligned_splices) : N(odd_splices);
-	long moved = vmstat("splice_move");
-	long copied = vmstat("splice_move_fallback");
 	char path[256];
 	size_t done = 0;
 	int p[2], fd, status, err = 0;
 	pid_t pid;
 
-	snprintf(path, sizeof(path), "%s/file-%s", dir, mode);
-	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	r->moved = vmstat("splice_move");
+	r->taken = vmstat("splice_move_fallback");
+	r->cached = -1;
+	snprintf(path, sizeof(path), "%s/file-%s", dir, k->name);
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
 	if (fd < 0 || pipe(p)) {
 		printf("FAIL: %s: open/pipe: %s\n", path, strerror(errno));
-		failures++;
-		return -1;
+		return 1;
 	}
-	/* The odd run also has a bigger pipe. */
-	if (!aligned && fcntl(p[1], F_SETPIPE_SZ, 1 << 20) < 0)
+	if (k->big_pipe && fcntl(p[1], F_SETPIPE_SZ, 1 << 20) < 0)
 		printf("note: F_SETPIPE_SZ: %s\n", strerror(errno));
 	pid = fork();
 	if (pid < 0) {
 		perror("fork");
-		failures++;
-		return -1;
+		return 1;
 	}
 	if (!pid) {
 		close(p[0]);
-		writer(p[1], ws, nws);
+		writer(p[1], k->writes, k->nwrites);
 	}
 	close(p[1]);
-	for (size_t k = 0; ; k++) {
-		ssize_t s = splice(p[0], NULL, fd, NULL, ss[k % nss], SPLICE_F_MOVE);
+	for (size_t n = 0; ; n++) {
+		size_t len = k->splices[n % k->nsplices];
+		ssize_t s;
 
+		if (k->full)
+			wait_for(p[0], len < TOTAL - done ? len : TOTAL - done);
+		s = splice(p[0], NULL, fd, NULL, len, SPLICE_F_MOVE);
 		if (s < 0) {
 			printf("FAIL: %s: splice after %zu bytes: %s\n", path, done,
 			       strerror(errno));
@@ -193,53 +243,101 @@ static long run(const char *dir, const char *mode, int aligned)
 		printf("FAIL: %s: the writer failed (status %#x)\n", path, status);
 		err = 1;
 	}
-	close(fd);
 	if (!err && done != TOTAL) {
 		printf("FAIL: %s: spliced %zu bytes, want %u\n", path, done, TOTAL);
 		err = 1;
 	}
 	if (!err) {
+		r->cached = folio_orders(fd, TOTAL, r->folios);
 		err |= check(path, "from the page cache");
 		if (drop_caches())
 			printf("warning: drop_caches failed\n");
 		err |= check(path, "after drop_caches");
 	}
-	failures += err;
-	if (moved >= 0) {
-		moved = vmstat("splice_move") - moved;
-		copied = vmstat("splice_move_fallback") - copied;
+	close(fd);
+	if (r->moved >= 0) {
+		r->moved = vmstat("splice_move") - r->moved;
+		r->taken = vmstat("splice_move_fallback") - r->taken;
 		printf("%s %s: %zu bytes spliced, %ld of %u pages moved, %ld taken then copied\n",
-		       dir, mode, done, moved, NPAGES, copied);
+		       dir, k->name, done, r->moved, NPAGES, r->taken);
 	} else {
-		printf("%s %s: %zu bytes spliced\n", dir, mode, done);
+		printf("%s %s: %zu bytes spliced\n", dir, k->name, done);
+	}
+	if (r->cached >= 0) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "%s %s", dir, k->name);
+		print_folio_orders(what, r->folios);
 	}
 	unlink(path);
-	return moved;
+	return err;
 }
 
 static int require;	/* the series is there and vm.splice_move is 1 */
 
+/* One expectation of a run; counts a failure when it does not hold. */
+static void expect(int ok, const char *dir, const char *kind, const char *what,
+		   long got)
+{
+	if (ok)
+		return;
+	printf("FAIL: %s %s: %s (%ld)\n", dir, kind, what, got);
+	failures++;
+}
+
 /*
- * Both runs on one filesystem; the aligned one must move pages if it can
- * (moves: 1), or must copy them all (moves: 0).
+ * Every run on one filesystem, where pages can move (moves: 1) or must be
+ * copied (moves: 0).
  */
 static void run_on(const char *dir, int moves)
 {
-	long moved = run(dir, "aligned", 1);
+	int lf = large_folio_writes(dir);
+	struct result r;
 
-	if (require && moves && moved < NPAGES * 9 / 10) {
-		printf("FAIL: %s: only %ld of %u page-aligned whole pages moved\n",
-		       dir, moved, NPAGES);
+	printf("%s: a 64 KiB write(2) gets %s\n", dir,
+	       lf < 0 ? "an unknown folio" : lf ? "a large folio" : "order-0 folios");
+	if (lf < 0)
 		failures++;
+
+	failures += run(dir, &aligned, &r);
+	if (require && moves && lf == 0)
+		expect(r.moved >= NPAGES * 9 / 10, dir, "aligned",
+		       "too few page-aligned whole pages moved", r.moved);
+	if (require && lf == 1)
+		expect(!r.taken, dir, "aligned",
+		       "pages taken from the pipe, then copied", r.taken);
+	if (require && !moves)
+		expect(!r.moved, dir, "aligned", "pages moved, where it must copy",
+		       r.moved);
+
+	failures += run(dir, &pages, &r);
+	if (require && moves)
+		expect(r.moved >= NPAGES * 9 / 10, dir, "pages",
+		       "too few single pages moved", r.moved);
+	if (require && !moves)
+		expect(!r.moved, dir, "pages", "pages moved, where it must copy",
+		       r.moved);
+
+	failures += run(dir, &large, &r);
+	if (require && moves && lf == 0)
+		expect(r.moved >= NPAGES * 9 / 10, dir, "large",
+		       "too few 64 KiB splices moved", r.moved);
+	if (require && lf == 1) {
+		expect(!r.moved, dir, "large",
+		       "pages moved where write(2) makes large folios", r.moved);
+		expect(!r.taken, dir, "large",
+		       "pages taken from the pipe, then copied", r.taken);
+		expect(r.cached == NPAGES && r.folios[0] <= NPAGES / 10, dir,
+		       "large", "pages in order-0 folios", r.folios[0]);
 	}
-	if (require && !moves && moved) {
-		printf("FAIL: %s: %ld pages moved, where it must copy\n", dir,
-		       moved);
-		failures++;
-	}
-	moved = run(dir, "odd", 0);
-	if (moved >= 0)
-		printf("%s: odd sizes moved %ld pages (not required)\n", dir, moved);
+	if (require && !moves)
+		expect(!r.moved, dir, "large", "pages moved, where it must copy",
+		       r.moved);
+
+	failures += run(dir, &odd, &r);
+	if (r.moved >= 0)
+		printf("%s: odd sizes moved %ld pages (not required)\n", dir,
+		       r.moved);
 }
 
 /* A block filesystem made on its disk for one run_on(). */
@@ -302,12 +400,11 @@ int main(void)
 			printf("FAIL: cannot set vm.splice_move to 0\n");
 			failures++;
 		} else {
-			long moved = run(tmpfs, "switched-off", 1);
+			struct result r;
 
-			if (moved) {
-				printf("FAIL: vm.splice_move=0, yet %ld pages moved\n", moved);
-				failures++;
-			}
+			failures += run(tmpfs, &aligned, &r);
+			expect(!r.moved, tmpfs, "aligned",
+			       "vm.splice_move=0, yet pages moved", r.moved);
 			set_splice_move(sw);
 		}
 	}
