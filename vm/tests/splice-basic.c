@@ -22,9 +22,11 @@
  * - pages: the splices take one page at a time, which write(2) puts in an
  *   order-0 folio everywhere: nearly all must move (none with data=journal);
  * - large: 64 KiB writes and, once the pipe is full, 64 KiB splices. Where
- *   write(2) gets large folios, nothing may move or be taken and nearly all
- *   pages must sit in large folios (read from /proc/kpageflags), as after
- *   write(2); elsewhere nearly all must move;
+ *   write(2) gets large folios, the file must end up in the very folio
+ *   sizes that 64 KiB write(2)s give it (read from /proc/kpageflags),
+ *   nothing may be taken from the pipe and then copied, and a page may
+ *   move only into an order-0 folio (at the start of an inline_data file,
+ *   say); elsewhere nearly all must move;
  * - odd: writes and splices of odd sizes (1 byte to 1 MiB), so most pipe
  *   buffers are partial or land unaligned; moves are only reported.
  * Then, with vm.splice_move=0, an aligned run must move nothing.
@@ -176,6 +178,34 @@ static int check(const char *path, const char *when)
 	return 0;
 }
 
+/*
+ * The folio sizes of a file that write(2) fills in 64 KiB chunks, as the
+ * large run's splices do; 0, or 1 on a failure (printed).
+ */
+static int write_orders(const char *dir, long counts[FOLIO_ORDERS])
+{
+	char path[256];
+	int fd, err = 0;
+
+	snprintf(path, sizeof(path), "%s/file-written", dir);
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
+	if (fd < 0) {
+		printf("FAIL: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	for (size_t off = 0; !err && off < TOTAL; off += 16 * PAGE)
+		err = write(fd, data + off, 16 * PAGE) != 16 * PAGE;
+	if (err)
+		printf("FAIL: %s: write: %s\n", path, strerror(errno));
+	else if (folio_orders(fd, TOTAL, counts) != NPAGES)
+		err = 1;
+	close(fd);
+	unlink(path);
+	if (!err)
+		print_folio_orders(path, counts);
+	return err;
+}
+
 /* Waits until the pipe holds want bytes; they are on their way. */
 static void wait_for(int rfd, size_t want)
 {
@@ -323,12 +353,17 @@ static void run_on(const char *dir, int moves)
 		expect(r.moved >= NPAGES * 9 / 10, dir, "large",
 		       "too few 64 KiB splices moved", r.moved);
 	if (require && lf == 1) {
-		expect(!r.moved, dir, "large",
-		       "pages moved where write(2) makes large folios", r.moved);
+		long written[FOLIO_ORDERS];
+
+		failures += write_orders(dir, written);
+		for (int k = 0; k < FOLIO_ORDERS; k++)
+			expect(r.cached == NPAGES && r.folios[k] == written[k], dir,
+			       "large", "pages per folio order differ from write(2)'s, at order",
+			       k);
+		expect(r.moved <= r.folios[0], dir, "large",
+		       "more pages moved than there are order-0 folios", r.moved);
 		expect(!r.taken, dir, "large",
 		       "pages taken from the pipe, then copied", r.taken);
-		expect(r.cached == NPAGES && r.folios[0] <= NPAGES / 10, dir,
-		       "large", "pages in order-0 folios", r.folios[0]);
 	}
 	if (require && !moves)
 		expect(!r.moved, dir, "large", "pages moved, where it must copy",
