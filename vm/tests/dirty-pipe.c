@@ -138,9 +138,16 @@ static int create(const char *path, const unsigned char *data, int by_splice)
 	} else if (pipe(p)) {
 		ret = -1;
 	} else {
-		/* The default pipe holds exactly PAGES pages. */
-		if (write(p[1], data, LEN) != LEN || splice_full(p[0], fd, NULL, LEN))
+		/*
+		 * The default pipe holds exactly PAGES pages. A page per splice:
+		 * write(2) of a page gets an order-0 folio on every kernel, so
+		 * the pages move in even where files have large folios.
+		 */
+		if (write(p[1], data, LEN) != LEN)
 			ret = -1;
+		for (int i = 0; !ret && i < PAGES; i++)
+			if (splice_full(p[0], fd, NULL, PAGE))
+				ret = -1;
 		close(p[0]);
 		close(p[1]);
 	}

@@ -8,9 +8,12 @@
  * the pipe), statfs() shows it full, and all free again after unlink.
  * The same sequence with vm.splice_move=0 must give the same results.
  *
- * huge=: where shmem wants a huge page, the data is copied (a donor is
- * order 0), so huge=always and huge=within_size files get the same huge
- * pages whether moving is on or off; where it wants order 0, pages move.
+ * huge=: where shmem wants a large folio (a PMD-sized huge page, or on
+ * 6.14+ an mTHP order from the length of the write), the data is copied (a
+ * donor is order 0), so huge=always and huge=within_size files get the
+ * same folios whether moving is on or off (their orders read from
+ * /proc/kpageflags); a page moves exactly where shmem puts an order-0
+ * folio.
  *
  * Every file is verified from the page cache and after drop_caches.
  */
@@ -345,6 +348,7 @@ out:
 /* What a huge= run saw: huge pages must not depend on vm.splice_move. */
 struct huge_result {
 	long huge_kb, thp_alloc, moved, fallback;
+	long folios[FOLIO_ORDERS];	/* the file's pages per folio order */
 };
 
 /* Splices HUGE_FILE bytes at 0 through a pipe of @chunk bytes. */
@@ -364,7 +368,7 @@ static void huge_run(const char *opts, long chunk, int move, struct huge_result 
 		return;
 	}
 	snprintf(path, sizeof(path), "%s/f", dir);
-	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+	fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0644);
 	if (fd < 0) {
 		check(0, "create %s: %s", path, strerror(errno));
 		goto out;
@@ -373,6 +377,9 @@ static void huge_run(const char *opts, long chunk, int move, struct huge_result 
 	thp0 = vmstat("thp_file_alloc");
 	counters_start();
 	splice_file(fd, 0, HUGE_FILE, chunk, 3);
+	check(folio_orders(fd, HUGE_FILE, r->folios) == HUGE_FILE / PAGE,
+	      "the file's folio orders read");
+	print_folio_orders(opts, r->folios);
 	close(fd);
 	r->huge_kb = meminfo_kb("ShmemHugePages") - huge0;
 	r->thp_alloc = vmstat("thp_file_alloc") - thp0;
@@ -426,41 +433,46 @@ static void huge_tests(int *modes, int nmodes)
 		check(always[i].huge_kb == HUGE_FILE >> 10 && always[i].thp_alloc == 2,
 		      "huge=always: the file is in %ld kB of huge pages, %ld allocated (want %ld kB, 2)",
 		      always[i].huge_kb, always[i].thp_alloc, HUGE_FILE >> 10);
-		if (have_counters)
-			check(always[i].moved == 0, "huge=always: %ld pages moved (want 0)",
-			      always[i].moved);
 
 		/*
-		 * Whether within_size wants huge pages for a write that extends
-		 * the file is the kernel's choice: 6.12 looks at where the write
-		 * ends, 6.1 only at i_size before it. Either way the file is
-		 * all huge pages or all order 0, and donors go only to order 0.
-		 * The comparison with vm.splice_move=0 below checks that moving
-		 * does not change the choice.
+		 * Whether within_size wants large folios for a write that
+		 * extends the file is the kernel's choice: 6.12 looks at where
+		 * the write ends, 6.1 only at i_size before it, 6.14+ also
+		 * picks mTHP orders from the length. The comparison with
+		 * vm.splice_move=0 below checks that moving does not change it.
 		 */
 		huge_run("huge=within_size,size=16m", HUGE_FILE, move, &within[i]);
 		check(within[i].huge_kb == 0 || within[i].huge_kb == HUGE_FILE >> 10,
 		      "huge=within_size, one 4 MiB splice: %ld kB of huge pages (want 0 or %ld)",
 		      within[i].huge_kb, HUGE_FILE >> 10);
-		if (have_counters && within[i].huge_kb)
-			check(within[i].moved == 0,
-			      "huge=within_size, one 4 MiB splice into huge pages: %ld pages moved (want 0)",
-			      within[i].moved);
-		else if (have_counters && move)
-			check(within[i].moved == HUGE_FILE / PAGE,
-			      "huge=within_size, one 4 MiB splice into order-0 pages: %ld pages moved (want %ld)",
-			      within[i].moved, HUGE_FILE / PAGE);
-
-		/*
-		 * Written 1 MiB at a time, within_size wants a huge page only
-		 * for the steps that reach the end of a PMD extent; before
-		 * those, shmem allocates order-0 folios, and donors may go there.
-		 */
+		/* Written 1 MiB at a time, within_size wants fewer huge pages. */
 		huge_run("huge=within_size,size=16m", 1L << 20, move, &small[i]);
-		if (have_counters && move)
-			check(small[i].moved > 0,
-			      "huge=within_size, 1 MiB splices: %ld pages moved where shmem wants order 0",
-			      small[i].moved);
+
+		/* Donors are order 0 and go wherever shmem puts order 0. */
+		for (int k = 0; have_counters && move && k < 3; k++) {
+			const struct huge_result *r = k == 0 ? &always[i] :
+						      k == 1 ? &within[i] : &small[i];
+
+			check(r->moved == r->folios[0],
+			      "%s: %ld pages moved, %ld in order-0 folios (want the same)",
+			      k == 0 ? "huge=always, 1 MiB splices" :
+			      k == 1 ? "huge=within_size, one 4 MiB splice" :
+				       "huge=within_size, 1 MiB splices",
+			      r->moved, r->folios[0]);
+		}
+	}
+	if (nmodes == 2) {
+		const struct huge_result *a[3][2] = {
+			{ &always[0], &always[1] }, { &within[0], &within[1] },
+			{ &small[0], &small[1] },
+		};
+
+		for (int k = 0; k < 3; k++)
+			check(!memcmp(a[k][0]->folios, a[k][1]->folios,
+				      sizeof(a[k][0]->folios)),
+			      "%s: the same folio orders with and without moving",
+			      k == 0 ? "huge=always" : k == 1 ? "huge=within_size" :
+			      "huge=within_size by 1 MiB");
 	}
 	if (nmodes == 2)
 		check(always[0].huge_kb == always[1].huge_kb &&
