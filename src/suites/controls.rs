@@ -16,6 +16,27 @@ pub struct Control {
     pub fault: String,
     pub why: String,
     pub tests: Vec<String>,
+    /// A fact of patches/probes.yaml that must be true of the tree for the
+    /// fault to exist there (None: every tree).
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+impl Control {
+    /// Does the fault exist in a tree with these facts? A `when` that
+    /// names no probe is an error in vm/controls.yaml.
+    pub fn applies(&self, facts: &crate::series::probe::Probed) -> Result<bool> {
+        let Some(name) = &self.when else {
+            return Ok(true);
+        };
+        let fact = facts.facts.get(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "vm/controls.yaml: control {}: when: {name} is not a probe of patches/probes.yaml",
+                self.fault
+            )
+        })?;
+        Ok(fact.value == serde_json::Value::Bool(true))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,12 +79,36 @@ pub fn run_controls(
             known.join(", ")
         )));
     }
-    let built = crate::kernel::build::build_kernel(env, req)?;
-    let mut outcomes = Vec::new();
+    let spec = crate::tree::TreeSpec {
+        path: req.tree.clone(),
+        base: None,
+    };
+    let probed = crate::series::load(env, &spec)?.probed;
+    let mut picked = Vec::new();
     for c in all
         .iter()
         .filter(|c| only.is_empty() || only.contains(&c.fault))
     {
+        if c.applies(&probed)? {
+            picked.push(c);
+        } else {
+            log::info!(
+                "control {}: not in this tree ({} is false for {})",
+                c.fault,
+                c.when.as_deref().unwrap_or_default(),
+                probed.version
+            );
+        }
+    }
+    if picked.is_empty() {
+        return Err(crate::exit::usage(anyhow::anyhow!(
+            "no control asked for exists in {} (see `when:` in vm/controls.yaml)",
+            probed.version
+        )));
+    }
+    let built = crate::kernel::build::build_kernel(env, req)?;
+    let mut outcomes = Vec::new();
+    for c in picked {
         log::info!("control {}: {}", c.fault, c.why);
         let opts = crate::suites::guest_tests::RunOpts {
             tests: c.tests.clone(),
@@ -246,6 +291,37 @@ mod tests {
              \x20                             t: incomplete (FAIL: 3 failures)\n\
              x            pass     MISSED  -\n"
         );
+    }
+
+    #[test]
+    fn a_control_with_when_runs_only_where_its_fact_is_true() {
+        use crate::series::probe::{Fact, Probed};
+        let fact = |v: bool| Fact {
+            value: serde_json::Value::Bool(v),
+            evidence: String::new(),
+            doc: String::new(),
+        };
+        let mut probed = Probed {
+            version: "7.3.4".into(),
+            kernel: crate::series::probe::kernel_version(
+                "VERSION = 7\nPATCHLEVEL = 3\nSUBLEVEL = 4\n",
+            )
+            .unwrap()
+            .0,
+            facts: [("ext4_large_folios".to_string(), fact(true))].into(),
+        };
+        let c = |when: Option<&str>| Control {
+            fault: "large-folio-donor".into(),
+            why: String::new(),
+            tests: vec![],
+            when: when.map(String::from),
+        };
+        assert!(c(None).applies(&probed).unwrap());
+        assert!(c(Some("ext4_large_folios")).applies(&probed).unwrap());
+        probed.facts.insert("ext4_large_folios".into(), fact(false));
+        assert!(!c(Some("ext4_large_folios")).applies(&probed).unwrap());
+        let e = c(Some("nosuch")).applies(&probed).unwrap_err().to_string();
+        assert!(e.contains("when: nosuch is not a probe"), "{e}");
     }
 
     #[test]
