@@ -204,6 +204,12 @@ pub struct BenchArgs {
     /// folio where the file has them (ext4 from 6.16).
     #[arg(long, value_name = "SIZE", value_parser = bench::parse_splice_size)]
     pub splice: Option<u64>,
+    /// Inject this fault of the series' testing patch for the whole run
+    /// (vm/controls.yaml names them): measures the path the series does
+    /// not take, e.g. large-folio-donor, order-0 donors where the page
+    /// cache would put a large folio.
+    #[arg(long, value_name = "NAME")]
+    pub fault: Option<String>,
     /// Hard limit for the whole VM run, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
@@ -223,6 +229,7 @@ impl BenchArgs {
             reps: self.reps,
             rows: bench::rows(&self.fs)?,
             splice: self.splice,
+            fault: self.fault.clone(),
             vm: VmOpts {
                 timeout: Duration::from_secs(self.timeout),
                 memory: self.memory.clone(),

@@ -59,6 +59,12 @@ pub struct BenchOpts {
     pub reps: u32,
     /// The rows to measure, from `rows()`.
     pub rows: Vec<String>,
+    /// Bytes per splice() call, spliced once the pipe holds them; None:
+    /// as much as the pipe holds at each call.
+    pub splice: Option<u64>,
+    /// A fault of the series' testing patch to inject before the reps
+    /// (its debugfs knob): measures what the series chose not to do.
+    pub fault: Option<String>,
     pub vm: VmOpts,
 }
 
@@ -92,6 +98,9 @@ pub struct Header {
     pub size: u64,
     pub reps: u32,
     pub write_size: u64,
+    /// Bytes per splice() call (0: as much as the pipe holds).
+    #[serde(default)]
+    pub splice_size: u64,
     pub pipe_size: u64,
     pub page_size: u64,
     pub cpus: u32,
@@ -127,6 +136,18 @@ pub struct Sample {
     /// a few pages of metadata).
     #[serde(default)]
     pub written: i64,
+    /// After the rep, the file's pages by the order of the folio holding
+    /// them: folios[k] pages in folios of order k (the last: k or more).
+    #[serde(default)]
+    pub folios: Vec<i64>,
+}
+
+impl Sample {
+    /// Share of the file's pages in large folios (None: not counted).
+    pub fn large_share(&self) -> Option<f64> {
+        let pages: i64 = self.folios.iter().sum();
+        (pages > 0).then(|| (pages - self.folios[0]) as f64 / pages as f64)
+    }
 }
 
 /// Median and range of a set of measurements.
@@ -171,6 +192,9 @@ pub struct Cell {
     pub splice_move_fallback: Vec<i64>,
     /// Share of the file's pages that were moved, lowest rep.
     pub moved_share_min: f64,
+    /// Share of the file's pages in large folios after a rep, lowest and
+    /// highest (None: the guest did not count them).
+    pub large_share: Option<Spread>,
 }
 
 /// Move against copy on one row.
@@ -241,6 +265,8 @@ pub struct Bench {
     pub memory: String,
     pub cpus: u32,
     pub host: Host,
+    /// The fault injected for the whole run (--fault), if any.
+    pub fault: Option<String>,
     /// Size of the ext4 rows' scratch disk (None: no ext4 row).
     pub ext4_disk_bytes: Option<u64>,
     pub setup: Header,
@@ -262,6 +288,16 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 /// Human size: 1G, 256M, 64K, or bytes.
+/// `--splice`: whole 4K pages, at most what the default pipe (64K) holds,
+/// or the guest would wait for more than the pipe can take.
+pub fn parse_splice_size(s: &str) -> Result<u64> {
+    let n = crate::size::parse_bytes(s)?;
+    if n == 0 || !n.is_multiple_of(4096) || n > WRITE_SIZE {
+        bail!("{s:?}: a splice size is whole 4K pages, 4K to 64K");
+    }
+    Ok(n)
+}
+
 pub fn show_size(bytes: u64) -> String {
     for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
         if bytes.is_multiple_of(1 << shift) {
@@ -319,11 +355,23 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
             };
             let moved: Vec<i64> = reps.iter().map(|s| s.splice_move).collect();
             let moved_share_min = moved.iter().copied().min().unwrap_or(0) as f64 / pages;
+            let large: Option<Vec<f64>> = reps.iter().map(|s| s.large_share()).collect();
+            let large_share = large.as_deref().and_then(Spread::of);
+            let fallbacks: i64 = reps.iter().map(|s| s.splice_move_fallback).sum();
+            if fallbacks > 0 {
+                warnings.push(format!(
+                    "{fs} {mode}: {fallbacks} pages were taken from the pipe and then copied"
+                ));
+            }
+            // A page goes where the page cache would put an order-0 folio:
+            // in a file of large folios, fewer moves are the policy.
             match mode {
-                "move" if moved_share_min < 1.0 => warnings.push(format!(
-                    "{fs} move: only {:.1}% of the pages were moved in some rep",
-                    moved_share_min * 100.0
-                )),
+                "move" if moved_share_min < 1.0 && large_share.is_none_or(|l| l.max == 0.0) => {
+                    warnings.push(format!(
+                        "{fs} move: only {:.1}% of the pages were moved in some rep",
+                        moved_share_min * 100.0
+                    ))
+                }
                 "copy" if moved.iter().any(|&m| m != 0) => warnings.push(format!(
                     "{fs} copy: pages were moved without SPLICE_F_MOVE ({moved:?})"
                 )),
@@ -356,6 +404,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                 splice_move: moved,
                 splice_move_fallback: reps.iter().map(|s| s.splice_move_fallback).collect(),
                 moved_share_min,
+                large_share,
             });
         }
         let n = cells.len();
@@ -438,10 +487,14 @@ pub fn table(b: &Bench) -> String {
         b.memory
     );
     out += &format!(
-        "{} per rep, {} reps per cell after 1 warm-up, interleaved; {} writes, pipe {}, page {}\n",
+        "{} per rep, {} reps per cell after 1 warm-up, interleaved; {} writes, {}, pipe {}, page {}\n",
         show_size(h.size),
         h.reps,
         show_size(h.write_size),
+        match h.splice_size {
+            0 => "splices of what the pipe holds".to_string(),
+            n => format!("splices of {} once the pipe holds them", show_size(n)),
+        },
         show_size(h.pipe_size),
         show_size(h.page_size)
     );
@@ -456,6 +509,12 @@ pub fn table(b: &Bench) -> String {
             ""
         }
     );
+    if let Some(f) = &b.fault {
+        out += &format!(
+            "fault injected: {f} (the series' testing patch): move is the path the series \
+             does not take\n"
+        );
+    }
     if !b.debug_config.is_empty() {
         out += &format!(
             "debug kernel: {} (absolute numbers are not production numbers)\n",
@@ -494,6 +553,7 @@ pub fn table(b: &Bench) -> String {
     }
     out += &format!(
         "\nmoved: share of the file's pages moved (lowest rep); fallback: pages taken then copied (all reps)\n\
+         in large folios: share of the file's pages in folios above order 0 after a rep (/proc/kpageflags)\n\
          copy share: one page copy ({:.2} us here, {}) against the system CPU a copy rep spends per page\n\
          {:.0} s in the VM; logs and bench.json: {}\n",
         h.copy_us_per_page,
@@ -516,8 +576,9 @@ fn cells_table(s: &Summary) -> String {
             "[min-max]",
             "moved",
             "fallback",
+            "in large folios",
         ],
-        &[2, 3, 4, 5, 6, 7],
+        &[2, 3, 4, 5, 6, 7, 8],
     );
     for c in &s.cells {
         let fb: i64 = c.splice_move_fallback.iter().sum();
@@ -530,6 +591,13 @@ fn cells_table(s: &Summary) -> String {
             format!("[{:.3}-{:.3}]", c.sys_s_per_gib.min, c.sys_s_per_gib.max),
             format!("{:.1}%", c.moved_share_min * 100.0),
             fb.to_string(),
+            c.large_share.map_or("-".into(), |l| {
+                if l.min == l.max {
+                    format!("{:.1}%", l.min * 100.0)
+                } else {
+                    format!("{:.1}-{:.1}%", l.min * 100.0, l.max * 100.0)
+                }
+            }),
         ]);
     }
     t.trim_fmt()
@@ -610,6 +678,12 @@ pub fn judge(booted: &run::Booted, timeout: Duration) -> Result<()> {
             anyhow!("{msg}\n  logs: {}", booted.logs.display()),
         )))
     };
+    if let Some(setup) = booted.tests.iter().find(|t| t.name == "setup") {
+        return fail(format!(
+            "the guest's setup failed (a --fault the kernel does not know?): {}",
+            setup.output.trim()
+        ));
+    }
     if result == TestStatus::Skip {
         return fail(format!(
             "the kernel has no vm.splice_move sysctl: it was built without the series \
@@ -658,8 +732,15 @@ pub fn run(
         ("ZCSPLICE_BENCH_SIZE", opts.size.to_string()),
         ("ZCSPLICE_BENCH_REPS", opts.reps.to_string()),
         ("ZCSPLICE_BENCH_FS", opts.rows.join(",")),
+        (
+            "ZCSPLICE_BENCH_SPLICE",
+            opts.splice.unwrap_or(0).to_string(),
+        ),
         ("ZCSPLICE_BENCH_OUT", lines.display().to_string()),
     ];
+    if let Some(f) = &opts.fault {
+        guest.env.push(("ZCSPLICE_FAULT", f.clone()));
+    }
     // The ext4 rows' filesystem: made by the guest on /dev/vda, the image
     // deleted when `images` is dropped, after the boot.
     let ext4_disk_bytes = opts
@@ -707,6 +788,7 @@ pub fn run(
         memory: opts.vm.memory.clone(),
         cpus: opts.vm.cpus,
         host,
+        fault: opts.fault.clone(),
         ext4_disk_bytes,
         setup,
         summary,
@@ -731,6 +813,7 @@ mod tests {
             size,
             reps,
             write_size: 65536,
+            splice_size: 0,
             pipe_size: 65536,
             page_size: 4096,
             cpus: 2,
@@ -762,6 +845,7 @@ mod tests {
             splice_move: moved,
             splice_move_fallback: 0,
             written: 0,
+            folios: Vec::new(),
         }
     }
 
@@ -1025,6 +1109,55 @@ mod tests {
     }
 
     #[test]
+    fn few_moves_are_only_suspect_where_the_file_has_no_large_folios() {
+        let h = header(1 << 30, 1);
+        let pages = (1 << 30) / 4096;
+        // A file of order-4 folios (ext4 with large folios): nothing moved,
+        // nothing taken, as the policy says.
+        let mut large = samples("ext4", &[(1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0)]);
+        for s in &mut large {
+            s.splice_move = 0;
+            s.folios = vec![0, 0, 0, 0, pages, 0, 0, 0, 0, 0];
+        }
+        let s = summarize(&h, &names(&["ext4"]), &large).unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.cells[0].large_share.unwrap().min, 1.0);
+
+        // The same moves in a file of order-0 folios: every page could move.
+        for s in &mut large {
+            s.folios = vec![pages, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        }
+        let s = summarize(&h, &names(&["ext4"]), &large).unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("ext4 move: only 0.0%"),
+            "{:?}",
+            s.warnings
+        );
+
+        // A page taken from the pipe and then copied is always suspect.
+        large[2].splice_move_fallback = 3;
+        let s = summarize(&h, &names(&["ext4"]), &large).unwrap();
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w == "ext4 move: 3 pages were taken from the pipe and then copied"),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn splice_sizes_are_whole_pages_that_fit_the_pipe() {
+        assert_eq!(parse_splice_size("4K").unwrap(), 4096);
+        assert_eq!(parse_splice_size("64K").unwrap(), 65536);
+        for bad in ["0", "6K", "128K", "1M"] {
+            let e = parse_splice_size(bad).unwrap_err().to_string();
+            assert!(e.contains("4K to 64K"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn a_missing_cell_is_an_error() {
         let h = header(1 << 30, 1);
         let v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 2.0, 1.0)]);
@@ -1066,6 +1199,21 @@ mod tests {
         assert_eq!(h.dirty_background_bytes, 65 << 20);
         assert_eq!(h.dirty_bytes, 130 << 20);
         assert_eq!((s[0].fs.as_str(), s[0].written), ("ext4+fsync", 262));
+        assert_eq!((h.splice_size, s[0].large_share()), (0, None));
+
+        // Splices of a set size, and the folio orders after the rep.
+        let text = "{\"kernel\": \"7.3.4\", \"size\": 1048576, \"reps\": 1, \
+                    \"write_size\": 65536, \"splice_size\": 4096, \"pipe_size\": 65536, \
+                    \"page_size\": 4096, \"cpus\": 2, \"copy_us_per_page\": 0.5, \
+                    \"copy_routine\": \"rep movsb\"}\n\
+                    {\"fs\": \"ext4\", \"mode\": \"copy\", \"rep\": 1, \
+                    \"warmup\": false, \"seconds\": 0.5, \"sys_seconds\": 0.25, \
+                    \"user_seconds\": 0.01, \"splice_move\": 0, \
+                    \"splice_move_fallback\": 0, \"written\": 0, \
+                    \"folios\": [64, 0, 0, 0, 192, 0, 0, 0, 0, 0]}\n";
+        let (h, s) = parse_lines(text).unwrap();
+        assert_eq!(h.splice_size, 4096);
+        assert_eq!(s[0].large_share(), Some(0.75));
         assert!(parse_lines("").is_err());
         assert!(parse_lines("{\"kernel\": 1}\n").is_err());
     }
@@ -1150,6 +1298,7 @@ mod tests {
                 load_before: 3.5,
                 load_after: 1.0,
             },
+            fault: None,
             ext4_disk_bytes: ext4_disk,
             setup: h,
             summary,
@@ -1163,6 +1312,10 @@ mod tests {
     fn table_shows_setup_cells_ratios_and_goals() {
         let h = header(1 << 30, 1);
         let mut v = samples("tmpfs", &[(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 2.0, 1.0)]);
+        // Measured rep 1: the move's pages all order 0, a quarter of the
+        // copy's in order-2 folios.
+        v[2].folios = vec![1 << 18, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        v[3].folios = vec![3 << 16, 0, 1 << 16, 0, 0, 0, 0, 0, 0, 0];
         v.extend(samples(
             "ramfs",
             &[(1.0, 1.0, 1.0, 1.0), (1.1, 1.0, 1.0, 1.0)],
@@ -1183,11 +1336,22 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains("ext4"), "{t}");
+        assert!(!t.contains("fault injected"), "{t}");
+        let mut faulty = bench(header(1 << 30, 1), &two(), b.samples.clone(), None);
+        faulty.fault = Some("large-folio-donor".into());
+        assert!(
+            table(&faulty).contains(
+                "fault injected: large-folio-donor (the series' testing patch): move is the path"
+            ),
+            "{}",
+            table(&faulty)
+        );
         assert!(
             t.contains(
-                "\nFS     MODE   MiB/s        [min-max]  sys s/GiB      [min-max]   moved  fallback\n\
-                 tmpfs  move  1024.0  [1024.0-1024.0]      0.500  [0.500-0.500]  100.0%         0\n\
-                 tmpfs  copy   512.0    [512.0-512.0]      1.000  [1.000-1.000]    0.0%         0\n"
+                "\nFS     MODE   MiB/s        [min-max]  sys s/GiB      [min-max]   moved  fallback  in large folios\n\
+                 tmpfs  move  1024.0  [1024.0-1024.0]      0.500  [0.500-0.500]  100.0%         0             0.0%\n\
+                 tmpfs  copy   512.0    [512.0-512.0]      1.000  [1.000-1.000]    0.0%         0            25.0%\n\
+                 ramfs  move   930.9    [930.9-930.9]      1.000  [1.000-1.000]  100.0%         0                -\n"
             ),
             "{t}"
         );

@@ -7,8 +7,12 @@
  *
  * A writer process write(2)s ZCSPLICE_BENCH_SIZE bytes into a pipe of the
  * default size, 64 KiB at a time; this process splices them into a fresh
- * file. Every pipe page is then whole and lands on a page-aligned file
- * offset, so with the flag every page can be moved. The cells (fs x
+ * file, as much as the pipe holds per call, or ZCSPLICE_BENCH_SPLICE bytes
+ * per call once the pipe holds them (when set and not 0). Every pipe page
+ * is then whole and lands on a page-aligned file offset, so with the flag
+ * every page can be moved where the page cache would have allocated an
+ * order-0 folio for it. After each rep (untimed) the pages of the file are
+ * counted by the order of the folio that holds them. The cells (fs x
  * mode) are interleaved rep by rep, so that drift hits both modes alike;
  * rep 0 of every cell is a warm-up.
  *
@@ -47,11 +51,13 @@
 #define MAX_ROWS 8
 
 static char buf[WRITE_SIZE];
+static long page_size;
 
 struct sample {
 	double seconds, sys_seconds, user_seconds;
 	long splice_move, splice_move_fallback;
 	long written;		/* pages written back while timed */
+	long folios[FOLIO_ORDERS];	/* pages per folio order, after it */
 };
 
 /* A row of the table: a filesystem, and whether fsync() is timed. */
@@ -216,6 +222,8 @@ static int verify(int fd, unsigned long long size)
  */
 /* The splice flags of the mode being timed: SPLICE_F_MOVE or none. */
 static unsigned int splice_flags;
+/* Bytes per splice() call, once the pipe holds them; 0: what it holds. */
+static unsigned long long splice_size;
 
 static int one_rep(const char *file, unsigned long long size,
 		   int timed_fsync, int block, struct sample *s)
@@ -247,7 +255,14 @@ static int one_rep(const char *file, unsigned long long size,
 	}
 	close(p[1]);
 	while (done < size) {
-		ssize_t n = splice(p[0], NULL, fd, NULL, size - done, splice_flags);
+		unsigned long long len = size - done;
+		ssize_t n;
+
+		if (splice_size && len > splice_size)
+			len = splice_size;
+		if (splice_size)
+			pipe_wait_for(p[0], len);
+		n = splice(p[0], NULL, fd, NULL, len, splice_flags);
 
 		if (n <= 0) {
 			fprintf(stderr, "splice-bench: splice at %llu: %s\n",
@@ -278,6 +293,8 @@ static int one_rep(const char *file, unsigned long long size,
 	s->written = vmstat("nr_written") - written;
 	if (!err)
 		err = verify(fd, size);
+	if (!err && folio_orders(fd, size, s->folios) != (long)(size / page_size))
+		err = -1;
 	if (!err && block && fsync(fd)) {
 		perror("fsync");
 		err = -1;
@@ -364,6 +381,7 @@ int main(void)
 	static const char *const modes[] = { "move", "copy" };
 	unsigned long long size = env_number("ZCSPLICE_BENCH_SIZE");
 	unsigned long long reps = env_number("ZCSPLICE_BENCH_REPS");
+	const char *splice_env = getenv("ZCSPLICE_BENCH_SPLICE");
 	unsigned long long dirty_bg = 0, dirty_limit = 0;
 	const char *path = getenv("ZCSPLICE_BENCH_OUT");
 	const char *list = getenv("ZCSPLICE_BENCH_FS");
@@ -386,7 +404,10 @@ int main(void)
 		return 1;
 	}
 	nrows = list ? parse_rows(list, rows) : 0;
-	if (!size || size % WRITE_SIZE || !reps || !path || !nrows) {
+	page_size = sysconf(_SC_PAGESIZE);
+	splice_size = splice_env ? strtoull(splice_env, NULL, 10) : 0;
+	if (!size || size % WRITE_SIZE || !reps || !path || !nrows ||
+	    splice_size % page_size) {
 		fprintf(stderr, "splice-bench: bad size, reps, rows or output\n");
 		return 2;
 	}
@@ -434,14 +455,20 @@ int main(void)
 	}
 	close(p[0]);
 	close(p[1]);
+	if (splice_size > (unsigned long long)pipe_size) {
+		fprintf(stderr, "splice-bench: splices of %llu bytes never fit a pipe of %d\n",
+			splice_size, pipe_size);
+		return 2;
+	}
 	uname(&u);
-	copy_us = copy_us_per_page(sysconf(_SC_PAGESIZE), &routine);
+	copy_us = copy_us_per_page(page_size, &routine);
 	fprintf(out, "{\"kernel\": \"%s\", \"size\": %llu, \"reps\": %llu, "
-		"\"write_size\": %d, \"pipe_size\": %d, \"page_size\": %ld, "
+		"\"write_size\": %d, \"splice_size\": %llu, "
+		"\"pipe_size\": %d, \"page_size\": %ld, "
 		"\"cpus\": %ld, \"copy_us_per_page\": %.3f, "
 		"\"copy_routine\": \"%s\", \"dirty_background_bytes\": %llu, "
 		"\"dirty_bytes\": %llu}\n", u.release, size, reps,
-		WRITE_SIZE, pipe_size, sysconf(_SC_PAGESIZE),
+		WRITE_SIZE, splice_size, pipe_size, page_size,
 		sysconf(_SC_NPROCESSORS_ONLN), copy_us, routine, dirty_bg,
 		dirty_limit);
 
@@ -469,12 +496,16 @@ int main(void)
 					"\"seconds\": %.6f, \"sys_seconds\": %.6f, "
 					"\"user_seconds\": %.6f, \"splice_move\": %ld, "
 					"\"splice_move_fallback\": %ld, "
-					"\"written\": %ld}\n",
+					"\"written\": %ld, \"folios\": [",
 					row->name, modes[m], rep,
 					rep ? "false" : "true", s.seconds,
 					s.sys_seconds, s.user_seconds,
 					s.splice_move, s.splice_move_fallback,
 					s.written);
+				for (int k = 0; k < FOLIO_ORDERS; k++)
+					fprintf(out, "%s%ld", k ? ", " : "",
+						s.folios[k]);
+				fprintf(out, "]}\n");
 				printf("%s %s rep %llu: %.1f MiB/s, %.3f s sys\n",
 				       row->name, modes[m], rep,
 				       size / 1048576.0 / s.seconds,

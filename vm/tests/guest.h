@@ -259,6 +259,15 @@ static inline int large_folio_writes(const char *dir)
 	return counts[0] < pages;
 }
 
+/* Waits until the pipe read end rfd holds want bytes, which are coming. */
+static inline void pipe_wait_for(int rfd, unsigned long long want)
+{
+	int n;
+
+	while (!ioctl(rfd, FIONREAD, &n) && (unsigned long long)n < want)
+		usleep(100);
+}
+
 /*
  * A block filesystem on one of the scratch disks zcsplice attaches to every
  * boot (src/guest/disks.rs): ext4 and its variants on /dev/vda, ext2 on /dev/vdb.

@@ -206,15 +206,6 @@ static int write_orders(const char *dir, long counts[FOLIO_ORDERS])
 	return err;
 }
 
-/* Waits until the pipe holds want bytes; they are on their way. */
-static void wait_for(int rfd, size_t want)
-{
-	int n;
-
-	while (!ioctl(rfd, FIONREAD, &n) && (size_t)n < want)
-		usleep(1000);
-}
-
 /*
  * One run: a writer feeds the pipe while we splice it into dir/file.
  * Returns what the counters and the page cache say; 0, or 1 on a failure
@@ -253,7 +244,7 @@ static int run(const char *dir, const struct kind *k, struct result *r)
 		ssize_t s;
 
 		if (k->full)
-			wait_for(p[0], len < TOTAL - done ? len : TOTAL - done);
+			pipe_wait_for(p[0], len < TOTAL - done ? len : TOTAL - done);
 		s = splice(p[0], NULL, fd, NULL, len, SPLICE_F_MOVE);
 		if (s < 0) {
 			printf("FAIL: %s: splice after %zu bytes: %s\n", path, done,
