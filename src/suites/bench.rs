@@ -206,7 +206,7 @@ pub struct Ratio {
     /// Median sys s/GiB of move over that of copy.
     pub sys_cpu: f64,
     /// The same ratios rep by rep (move rep i against copy rep i, run
-    /// right after it).
+    /// right next to it).
     pub throughput_paired: Spread,
     pub sys_cpu_paired: Spread,
     /// None (null) where the goal does not apply: a row that times disk
@@ -409,7 +409,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
         }
         let n = cells.len();
         let (mv, cp) = (&cells[n - 2], &cells[n - 1]);
-        // Rep i of move ran right before rep i of copy: pair them.
+        // Rep i of move ran right next to rep i of copy: pair them.
         let (mreps, creps) = (measured(fs, "move"), measured(fs, "copy"));
         let pairs: Vec<(&Sample, &Sample)> = mreps
             .iter()

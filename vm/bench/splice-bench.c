@@ -13,8 +13,9 @@
  * every page can be moved where the page cache would have allocated an
  * order-0 folio for it. After each rep (untimed) the pages of the file are
  * counted by the order of the folio that holds them. The cells (fs x
- * mode) are interleaved rep by rep, so that drift hits both modes alike;
- * rep 0 of every cell is a warm-up.
+ * mode) are interleaved rep by rep, each mode first in every other rep
+ * (ABBA), so that drift and the order hit both modes alike; rep 0 of
+ * every cell is a warm-up.
  *
  * The rows (ZCSPLICE_BENCH_FS, comma-separated, in the order to run):
  * tmpfs (huge=never), ramfs, ext4 and ext4+fsync. Both ext4 rows use one
@@ -477,7 +478,9 @@ int main(void)
 			const struct row *row = rows[r];
 			int block = !strcmp(row->fs, "ext4");
 
-			for (int m = 0; !err && m < 2; m++) {
+			for (int k = 0; !err && k < 2; k++) {
+				/* ABBA: each mode goes first in every other rep. */
+				int m = rep & 1 ? 1 - k : k;
 				struct sample s;
 
 				splice_flags = m ? 0 : SPLICE_F_MOVE;
