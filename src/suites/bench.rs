@@ -287,7 +287,6 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(bytes)
 }
 
-/// Human size: 1G, 256M, 64K, or bytes.
 /// `--splice`: whole 4K pages, at most what the default pipe (64K) holds,
 /// or the guest would wait for more than the pipe can take.
 pub fn parse_splice_size(s: &str) -> Result<u64> {
@@ -298,6 +297,7 @@ pub fn parse_splice_size(s: &str) -> Result<u64> {
     Ok(n)
 }
 
+/// Human size: 1G, 256M, 64K, or bytes.
 pub fn show_size(bytes: u64) -> String {
     for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
         if bytes.is_multiple_of(1 << shift) {
