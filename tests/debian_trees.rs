@@ -1,4 +1,4 @@
-//! The real series on Debian's real 6.12 and 6.1 trees: probe, render,
+//! The real series on Debian's real 7.3, 7.2, 6.12 and 6.1 trees: probe, render,
 //! apply, `git am` equivalence, idempotence, dirty-tree refusal and
 //! atomicity. The trees are imported once into target/zcsplice-test-cache
 //! (`tree import` installs linux-source-X.Y when it is missing). No test
@@ -316,6 +316,35 @@ fn expect_facts(series_name: &str, want: &[(&str, bool)]) {
 }
 
 #[test]
+#[ignore = "real-tree tier: imports Debian's 7.3 source (tests/run.sh runs it)"]
+fn debian_7_3() {
+    expect_facts("7.3", &NEWEST_FACTS);
+    cycle("7.3");
+}
+
+#[test]
+#[ignore = "real-tree tier: imports Debian's 7.2 source (tests/run.sh runs it)"]
+fn debian_7_2() {
+    expect_facts("7.2", &NEWEST_FACTS);
+    cycle("7.2");
+}
+
+/// 7.x: the kiocb `->write_begin`, no prefault before it, ext4's large
+/// folios, a const sysctl table.
+const NEWEST_FACTS: [(&str, bool); 10] = [
+    ("iter_pipe", false),
+    ("write_begin_folio", true),
+    ("write_begin_kiocb", true),
+    ("fault_in_iov_iter_readable", true),
+    ("pipe_buf_try_steal", true),
+    ("filemap_add_folio", true),
+    ("replace_page_cache_folio", true),
+    ("perform_write_prefaults", false),
+    ("ext4_large_folios", true),
+    ("sysctl_table_const", true),
+];
+
+#[test]
 #[ignore = "real-tree tier: imports Debian's 6.12 source (tests/run.sh runs it)"]
 fn debian_6_12() {
     expect_facts(
@@ -330,6 +359,7 @@ fn debian_6_12() {
             ("replace_page_cache_folio", true),
             ("buffer_head_folios", true),
             ("perform_write_prefaults", true),
+            ("ext4_large_folios", false),
         ],
     );
     cycle("6.12");
@@ -350,6 +380,7 @@ fn debian_6_1() {
             ("replace_page_cache_folio", false),
             ("buffer_head_folios", false),
             ("perform_write_prefaults", true),
+            ("ext4_large_folios", false),
         ],
     );
     cycle("6.1");
