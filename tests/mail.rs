@@ -106,36 +106,7 @@ fn b4_am_of_the_thread_gives_what_apply_commits() {
     let d = tempfile::tempdir().unwrap();
     let (t, base, _) = format(d.path());
     let mbox = d.path().join("mail/20261126-fixture-0123456789ab-v1.mbox");
-    let b4out = d.path().join("b4");
-    std::fs::create_dir_all(&b4out).unwrap();
-    let o = std::process::Command::new("b4")
-        .args(["--offline-mode", "am", "-m"])
-        .arg(&mbox)
-        .arg("-o")
-        .arg(&b4out)
-        .current_dir(&b4out)
-        .output()
-        .expect("b4 is installed");
-    let said = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{said}");
-    assert!(said.contains("Total patches: 2"), "{said}");
-    assert!(said.contains("[PATCH 2/2] mm: use toy_helper()"), "{said}");
-    let mbx: Vec<PathBuf> = std::fs::read_dir(&b4out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "mbx"))
-        .collect();
-    assert_eq!(mbx.len(), 1, "{said}");
-    let cover = std::fs::read_to_string(mbx[0].with_extension("cover")).unwrap();
-    assert!(cover.contains(&format!("base-commit: {base}")), "{cover}");
-
-    let am = git_am(&t, &base, &mbx, d.path());
-    ok(&zcsplice(
-        &["apply", "--tree", t.to_str().unwrap()],
-        &fixture_series(),
-        d.path(),
-    ));
-    assert_eq!(am.tree, git(&t, &["rev-parse", "HEAD^{tree}"]));
+    let am = b4_am_is_apply(&t, &base, &mbox, d.path(), d.path());
     // b4 adds a Link: trailer to each message; the rest is apply's.
     let applied = messages(&t, &format!("{base}..HEAD"));
     let am_messages: Vec<String> = am

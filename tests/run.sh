@@ -27,8 +27,11 @@ DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-rec
 # The kernel loop's own needs (build deps, qemu, virtme-ng).
 cargo build --release --locked
 target/release/zcsplice setup
-# b4 (PyPI) reads the mail threads `zcsplice format` writes (tests/mail.rs).
+# b4 (PyPI) reads the mail threads `zcsplice format` and `send` write
+# (tests/mail.rs, tests/send.rs); aiosmtpd is the real SMTP server that
+# tests/send.rs sends to.
 command -v b4 >/dev/null || python3 -m pip install --quiet b4
+python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 
 # First, in words: does the newest release of every supported series
 # still take the series? (A failure names the release and the patch.)

@@ -75,6 +75,38 @@ pub enum Cmd {
         #[arg(long)]
         no_checkpatch: bool,
     },
+    /// Send the series to LKML as revision N (patches/series.yaml
+    /// `version`), as `git send-email` would: by default a dry run that
+    /// writes the mbox and prints the envelope, opening no connection.
+    /// With --confirm, sends through the SMTP server of the git config
+    /// (sendemail.smtpServer, smtpServerPort, smtpEncryption, smtpUser;
+    /// password from ZCSPLICE_SMTP_PASSWORD, sendemail.smtpPass or git
+    /// credential), journals each message, and tags the revision
+    /// sent/<change-id>-v<N> in the tree once all went.
+    Send {
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// The sender, `Name <address>` [default: the series' author].
+        #[arg(long)]
+        from: Option<String>,
+        #[command(flatten)]
+        recipients: RecipientArgs,
+        /// Go on although checkpatch.pl --strict is not clean; the cover
+        /// letter says so, with this reason.
+        #[arg(long, value_name = "REASON")]
+        checkpatch_override: Option<String>,
+        /// Really send. Without it nothing leaves the machine.
+        #[arg(long)]
+        confirm: bool,
+        /// Finish a send that stopped half way: the same messages, with the
+        /// same Message-Ids, from the first one the server did not take.
+        #[arg(long, requires = "confirm", conflicts_with_all = ["from", "checkpatch_override"])]
+        resume: bool,
+        /// The tree's base is an upstream commit, although `tree import`
+        /// made it (its content is exactly that commit's).
+        #[arg(long)]
+        base_is_upstream: bool,
+    },
     /// Commit the rendered series as a branch of the tree and check it out.
     Apply {
         #[command(flatten)]

@@ -64,6 +64,52 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
                 output::note(format!("  cc: {}", m.recipients.cc.join(", ")));
             }
         }
+        Cmd::Send {
+            tree,
+            from,
+            recipients,
+            checkpatch_override,
+            confirm,
+            resume,
+            base_is_upstream,
+        } => {
+            use zcsplice::mail::{Gate, SendOutcome, SendRequest};
+            let gate = match checkpatch_override {
+                Some(why) => Gate::Override(why.clone()),
+                None => Gate::Strict,
+            };
+            let overrides = recipients.overrides();
+            let req = SendRequest {
+                from: from.as_deref(),
+                overrides: &overrides,
+                gate: &gate,
+                confirm: *confirm,
+                resume: *resume,
+                base_is_upstream: *base_is_upstream,
+            };
+            let outcome = zcsplice::mail::send(env, &tree.spec(), &req, |k, m| {
+                output::note(format!("sending {k}: <{}> {}", m.message_id, m.subject))
+            })?;
+            match outcome {
+                SendOutcome::DryRun(o, mbox) => {
+                    output::envelope(&o.frozen.messages);
+                    output::line(mbox.display());
+                    output::note("dry run: nothing was sent; --confirm sends it");
+                }
+                SendOutcome::Sent {
+                    outbox,
+                    now,
+                    server,
+                    tag,
+                } => {
+                    output::line(format!(
+                        "sent {now} of {} messages through {server}; tagged {tag}",
+                        outbox.frozen.messages.len()
+                    ));
+                    output::note(format!("journal: {}", outbox.journal().display()));
+                }
+            }
+        }
         Cmd::Apply {
             tree,
             branch,

@@ -97,3 +97,19 @@ pub fn facts(p: &Probed) {
         println!("{name:w$}  {v}{doc}\n{:w$}  {}", "", f.evidence);
     }
 }
+
+/// What a send would put on the wire: sender, then per message its
+/// Message-Id, subject and recipients.
+pub fn envelope(messages: &[zcsplice::mail::outbox::Outgoing]) {
+    if let Some(m) = messages.first() {
+        println!("from: {}", m.from);
+    }
+    for m in messages {
+        println!("<{}>", m.message_id);
+        println!("  subject: {}", m.subject);
+        println!("  to: {}", m.to.join(", "));
+        if !m.cc.is_empty() {
+            println!("  cc: {}", m.cc.join(", "));
+        }
+    }
+}

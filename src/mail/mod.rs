@@ -8,7 +8,9 @@
 //! are one second apart, in order, so that clients sort the thread as sent.
 
 pub mod checkpatch;
+pub mod outbox;
 pub mod recipients;
+pub mod smtp;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, FixedOffset};
@@ -248,19 +250,36 @@ pub struct Formatted {
     pub thread: Thread,
 }
 
-/// Renders the series for `spec` (the user's object store untouched) and
-/// writes its thread to `<out>/<change-id>-v<N>.mbox`, sent by `from`
-/// (`Name <address>`; default: the series' author) with Dates from now.
-pub fn format_to(
+/// A revision's thread, ready to write or send.
+struct Prepared {
+    thread: Thread,
+    base: git2::Oid,
+    /// The last patch's commit (testing patches left out).
+    tip: git2::Oid,
+    change_id: String,
+    version: u32,
+    /// The `tree import` line of the base commit, when zcsplice made it.
+    imported: Option<String>,
+}
+
+/// Renders the series for `spec`, gates it and addresses it, sent by
+/// `from` (`Name <address>`; default: the series' author) with Dates from
+/// now. With `keep`, the rendered commits stay in the tree's object store
+/// (a `sent/` tag will point at them); else the store is left untouched.
+fn prepare(
     env: &crate::env::Env,
     spec: &crate::tree::TreeSpec,
-    out: &std::path::Path,
     from: Option<&str>,
     o: &Overrides,
     g: &Gate,
-) -> Result<Formatted> {
+    keep: bool,
+) -> Result<Prepared> {
     let l = crate::series::load(env, spec)?;
-    let _mempack = l.tree.repo.odb()?.add_new_mempack_backend(1000)?;
+    let odb = l.tree.repo.odb()?;
+    let _mempack = match keep {
+        true => None,
+        false => Some(odb.add_new_mempack_backend(1000)?),
+    };
     let mut r = crate::series::render::render(&l.series, &l.tree, &l.probed)
         .map_err(crate::exit::untestable)?;
     if let Some(note) = gate(&spec.path, &r, g)? {
@@ -280,11 +299,160 @@ pub fn format_to(
         })
         .collect::<Result<Vec<_>>>()?;
     thread.address(&per_patch, o);
+    let base_commit = l.tree.repo.find_commit(r.base)?;
+    Ok(Prepared {
+        base: r.base,
+        tip: r.patches.last().map_or(r.base, |p| p.commit),
+        change_id: m.change_id.clone(),
+        version: m.version,
+        imported: crate::tree::import::marker_line(&base_commit),
+        thread,
+    })
+}
+
+/// Renders the series for `spec` (the user's object store untouched) and
+/// writes its thread to `<out>/<change-id>-v<N>.mbox`.
+pub fn format_to(
+    env: &crate::env::Env,
+    spec: &crate::tree::TreeSpec,
+    out: &std::path::Path,
+    from: Option<&str>,
+    o: &Overrides,
+    g: &Gate,
+) -> Result<Formatted> {
+    let p = prepare(env, spec, from, o, g, false)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mbox = out.join(format!("{}-v{}.mbox", m.change_id, m.version));
-    std::fs::write(&mbox, thread.mbox()?)
+    let mbox = out.join(format!("{}-v{}.mbox", p.change_id, p.version));
+    std::fs::write(&mbox, p.thread.mbox()?)
         .with_context(|| format!("cannot write {}", mbox.display()))?;
-    Ok(Formatted { mbox, thread })
+    Ok(Formatted {
+        mbox,
+        thread: p.thread,
+    })
+}
+
+/// What `send` is asked to do.
+pub struct SendRequest<'a> {
+    pub from: Option<&'a str>,
+    pub overrides: &'a Overrides,
+    /// Strict or overridden: sending always runs checkpatch.
+    pub gate: &'a Gate,
+    /// Really send; without it, a dry run that opens no connection.
+    pub confirm: bool,
+    /// Go on with the send of this revision that stopped half way.
+    pub resume: bool,
+    /// The user says the base commit exists upstream.
+    pub base_is_upstream: bool,
+}
+
+/// What `send` did.
+pub enum SendOutcome {
+    /// Nothing sent: the thread that would be, and its mbox.
+    DryRun(outbox::Outbox, std::path::PathBuf),
+    /// Every message is out; `now` of them in this call.
+    Sent {
+        outbox: outbox::Outbox,
+        now: usize,
+        server: String,
+        tag: String,
+    },
+}
+
+/// The `sent/` tag of a revision, as b4 names its own.
+pub fn sent_tag(change_id: &str, version: u32) -> String {
+    format!("sent/{change_id}-v{version}")
+}
+
+/// Sends the series as revision N of its thread, or shows what would be
+/// sent. `each` hears of every message before it goes.
+pub fn send(
+    env: &crate::env::Env,
+    spec: &crate::tree::TreeSpec,
+    req: &SendRequest,
+    each: impl FnMut(usize, &outbox::Outgoing),
+) -> Result<SendOutcome> {
+    let series = crate::series::Series::load(&env.series)?;
+    let (change_id, version) = (&series.manifest.change_id, series.manifest.version);
+    let dir = outbox::Outbox::dir_for(&env.cache, change_id, version);
+    let tag = sent_tag(change_id, version);
+    let repo = git2::Repository::open(&spec.path)
+        .with_context(|| format!("{} is not a git repository", spec.path.display()))?;
+    if repo.refname_to_id(&format!("refs/tags/{tag}")).is_ok() {
+        bail!(
+            "revision {version} was sent already (tag {tag} in {}): raise `version` in              patches/series.yaml to send the next one",
+            spec.path.display()
+        );
+    }
+    let outbox = match req.resume {
+        true => outbox::Outbox::open(&dir)?,
+        false => {
+            let p = prepare(env, spec, req.from, req.overrides, req.gate, req.confirm)?;
+            if let (Some(line), false) = (&p.imported, req.base_is_upstream) {
+                let msg = format!(
+                    "the base {} is not an upstream commit: `tree import` made it ({line}), so                      the base-commit: line names a commit nobody else has. Send from a tree whose                      base is an upstream commit, or pass --base-is-upstream if this tree's                      content is exactly an upstream commit's",
+                    &p.base.to_string()[..12]
+                );
+                match req.confirm {
+                    true => bail!("{msg}"),
+                    false => log::warn!("{msg}"),
+                }
+            }
+            match req.confirm {
+                true => outbox::Outbox::create(&dir, &p.thread, p.base, p.tip)?,
+                false => {
+                    let (o, mbox) = outbox::Outbox::preview(&dir, &p.thread, p.base, p.tip)?;
+                    return Ok(SendOutcome::DryRun(o, mbox));
+                }
+            }
+        }
+    };
+    let settings = smtp::Settings::from_git(&spec.path)?;
+    let transport = settings.transport()?;
+    let now = outbox
+        .send(&transport, each)
+        .map_err(crate::exit::infrastructure)?;
+    let tip = git2::Oid::from_str(&outbox.frozen.tip)?;
+    let target = repo.find_object(tip, None).with_context(|| {
+        format!(
+            "the sent series' commit {tip} is not in {}",
+            spec.path.display()
+        )
+    })?;
+    // The user's identity, else the sender's: the mail is out already.
+    let sender = outbox
+        .frozen
+        .messages
+        .first()
+        .map_or("zcsplice", |m| m.from.as_str());
+    let sig = repo
+        .signature()
+        .or_else(|_| git2::Signature::now(sender, sender))?;
+    let subject = outbox
+        .frozen
+        .messages
+        .first()
+        .map_or("", |m| m.subject.as_str());
+    repo.tag(
+        &tag,
+        &target,
+        &sig,
+        &format!(
+            "{subject}\n\nSent by zcsplice send.\nbase-commit: {}\nmessage-id: <{}>\n",
+            outbox.frozen.base,
+            outbox
+                .frozen
+                .messages
+                .first()
+                .map_or("", |m| m.message_id.as_str())
+        ),
+        false,
+    )?;
+    Ok(SendOutcome::Sent {
+        outbox,
+        now,
+        server: settings.describe(),
+        tag,
+    })
 }
 
 #[cfg(test)]

@@ -107,6 +107,14 @@ pub fn tarball(tarball: &Path, cache: &Path) -> Result<Import> {
 }
 
 /// The import marker line of the tree's root commit, if it has one.
+/// The `Zcsplice-Import:` line of `c`'s message: `tree import` made it.
+pub fn marker_line(c: &git2::Commit) -> Option<String> {
+    c.message()?
+        .lines()
+        .find(|l| l.starts_with(MARKER))
+        .map(str::to_string)
+}
+
 fn marker_of(dest: &Path) -> Option<(String, String)> {
     let repo = Repository::open(dest).ok()?;
     let mut walk = repo.revwalk().ok()?;

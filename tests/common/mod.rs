@@ -217,3 +217,60 @@ pub fn processes_with(needle: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// Copies directory `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(p.file_name().unwrap()));
+        } else {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// What `b4 am -m MBOX` said (stderr and stdout), and the am-ready mbox
+/// it wrote into `out` (its `.cover` beside it). b4 must succeed and
+/// write exactly one.
+pub fn b4_am(mbox: &Path, out: &Path) -> (String, PathBuf) {
+    std::fs::create_dir_all(out).unwrap();
+    let o = std::process::Command::new("b4")
+        .args(["--offline-mode", "am", "-m"])
+        .arg(mbox)
+        .arg("-o")
+        .arg(out)
+        .current_dir(out)
+        .output()
+        .expect("b4 is installed");
+    let said = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}");
+    let mbx: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "mbx"))
+        .collect();
+    assert_eq!(mbx.len(), 1, "{said}");
+    (said, mbx[0].clone())
+}
+
+/// Feeds thread `mbox` through b4 am and git am onto `base` of tree `t`,
+/// then applies the fixture series with cache `cache`: b4 must find the
+/// two patches and the base, and git am must make apply's tree. Returns
+/// what git am made.
+pub fn b4_am_is_apply(t: &Path, base: &str, mbox: &Path, scratch: &Path, cache: &Path) -> Am {
+    let (said, mbx) = b4_am(mbox, &scratch.join("b4"));
+    assert!(said.contains("Total patches: 2"), "{said}");
+    assert!(said.contains("[PATCH 2/2] mm: use toy_helper()"), "{said}");
+    let cover = std::fs::read_to_string(mbx.with_extension("cover")).unwrap();
+    assert!(cover.contains(&format!("base-commit: {base}")), "{cover}");
+    let am = git_am(t, base, std::slice::from_ref(&mbx), scratch);
+    ok(&zcsplice(
+        &["apply", "--tree", t.to_str().unwrap()],
+        &fixture_series(),
+        cache,
+    ));
+    assert_eq!(am.tree, git(t, &["rev-parse", "HEAD^{tree}"]));
+    am
+}
