@@ -124,6 +124,14 @@ pub struct Series {
     pub probes: Vec<ProbeDef>,
     pub patches: Vec<PatchDef>,
     pub testing: Vec<PatchDef>,
+    /// What changed in this revision (`patches/changes/v<N>.txt`): the
+    /// cover letter's "Changes in vN". None for the first revision.
+    pub changes: Option<String>,
+}
+
+/// Where revision `version`'s changelog lives, relative to the series.
+pub fn changes_path(version: u32) -> PathBuf {
+    PathBuf::from(format!("patches/changes/v{version}.txt"))
 }
 
 impl Series {
@@ -149,12 +157,31 @@ impl Series {
                 );
             }
         }
+        let rel = changes_path(manifest.version);
+        let changes = match std::fs::read_to_string(root.join(&rel)) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim_end().to_string()),
+            Ok(_) | Err(_) if manifest.version == 1 => None,
+            Ok(_) => bail!(
+                "{}: empty: say what changed in v{} (the cover letter's \"Changes in v{}\")",
+                rel.display(),
+                manifest.version,
+                manifest.version
+            ),
+            Err(e) => bail!(
+                "{}: {e}: revision {} of patches/series.yaml needs a changelog \
+                 (the cover letter's \"Changes in v{}\")",
+                rel.display(),
+                manifest.version,
+                manifest.version
+            ),
+        };
         Ok(Series {
             root: root.to_path_buf(),
             manifest,
             probes,
             patches,
             testing,
+            changes,
         })
     }
 
@@ -302,6 +329,27 @@ mod tests {
         );
         write(dir, "patches/probes.yaml", "probes: []\n");
         write(dir, "patches/0001-a.yaml", patch);
+    }
+
+    #[test]
+    fn a_later_revision_needs_its_changelog() {
+        let d = tempfile::tempdir().unwrap();
+        minimal(d.path(), "subject: x\nbody: b\nedits: []\n");
+        assert_eq!(Series::load(d.path()).unwrap().changes, None);
+        let yaml = d.path().join("patches/series.yaml");
+        let text = std::fs::read_to_string(&yaml).unwrap();
+        std::fs::write(&yaml, format!("version: 3\n{text}")).unwrap();
+        let err = Series::load(d.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("patches/changes/v3.txt: ") && err.contains("needs a changelog"),
+            "{err}"
+        );
+        write(d.path(), "patches/changes/v3.txt", "\n");
+        let err = Series::load(d.path()).unwrap_err().to_string();
+        assert!(err.starts_with("patches/changes/v3.txt: empty"), "{err}");
+        write(d.path(), "patches/changes/v3.txt", "- fixed a thing\n\n");
+        let s = Series::load(d.path()).unwrap();
+        assert_eq!(s.changes.as_deref(), Some("- fixed a thing"));
     }
 
     #[test]

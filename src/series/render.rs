@@ -549,6 +549,7 @@ fn cover_letter(
         diffstat => diffstat,
         base_commit => base.to_string(),
         change_id => m.change_id,
+        changes => series.changes,
         ..ctx.clone()
     };
     let body = tpl.fragment(&m.cover.template, &cctx)?;
