@@ -357,3 +357,75 @@ fn an_imported_base_is_refused_unless_said_to_be_upstream() {
     ));
     assert_eq!(sink.messages().len(), 3);
 }
+
+/// v2 after a template change: subjects say v2, the cover letter has the
+/// changelog, a link to v1's cover letter and a range-diff that names the
+/// changed patch; the tags of both revisions stay.
+#[test]
+#[ignore = "needs aiosmtpd from PyPI (tests/run.sh installs it)"]
+fn the_next_revision_says_what_changed_since_the_last_one_sent() {
+    let d = tempfile::tempdir().unwrap();
+    let sink = Sink::start(&d.path().join("v1"), None);
+    let t = tree(d.path(), sink.port);
+    ok(&send(&t, d.path(), &fixture_series(), &["--confirm"]));
+    let v1_cover = ids(&sink.messages())[0].clone();
+
+    let series = d.path().join("series");
+    copy_dir(&fixture_series(), &series);
+    let yaml = series.join("patches/series.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(&yaml, text.replace("version: 1", "version: 2")).unwrap();
+    // A revision after the first says what changed.
+    let o = send(&t, d.path(), &series, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("patches/changes/v2.txt"));
+    std::fs::create_dir_all(series.join("patches/changes")).unwrap();
+    std::fs::write(
+        series.join("patches/changes/v2.txt"),
+        "- toy_helper() returns 2\n",
+    )
+    .unwrap();
+    let helper = series.join("templates/helper.c.j2");
+    let text = std::fs::read_to_string(&helper).unwrap();
+    std::fs::write(&helper, text.replace("return 1;", "return 2;")).unwrap();
+
+    let sink2 = Sink::start(&d.path().join("v2"), None);
+    smtp_port(&t, sink2.port);
+    ok(&send(&t, d.path(), &series, &["--confirm"]));
+    let v2 = sink2.messages();
+    assert_eq!(v2.len(), 3);
+    assert!(
+        v2[0].contains("Subject: [PATCH v2 0/2] toy: a fixture series"),
+        "{}",
+        v2[0]
+    );
+    assert!(v2[2].contains("Subject: [PATCH v2 2/2]"), "{}", v2[2]);
+    let cover = &v2[0];
+    let link = format!(
+        "Changes in v2:\n- toy_helper() returns 2\n\nLink to v1: https://lore.kernel.org/r/{}",
+        v1_cover.trim_matches(['<', '>'])
+    );
+    assert!(cover.contains(&link), "{cover}");
+    let rd = cover
+        .split("Range-diff against v1:\n")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        rd.contains("1:  ") && rd.contains(" ! 1:  ") && rd.contains("mm: add toy_helper()"),
+        "{cover}"
+    );
+    assert!(
+        rd.contains("-+\treturn 1;") && rd.contains("++\treturn 2;"),
+        "{cover}"
+    );
+    assert!(
+        rd.contains(" = 2:  ") && rd.contains("mm: use toy_helper()"),
+        "{cover}"
+    );
+    assert!(cover.find("Range-diff").unwrap() < cover.find("base-commit: ").unwrap());
+    let tags = git(&t, &["tag", "-l", "sent/*"]);
+    assert_eq!(
+        tags,
+        "sent/20261126-fixture-0123456789ab-v1\nsent/20261126-fixture-0123456789ab-v2"
+    );
+}

@@ -244,6 +244,84 @@ fn with_note(body: &str, note: &str) -> String {
     }
 }
 
+/// The revision sent before this one, as its `sent/` tag records it.
+struct Previous {
+    version: u32,
+    base: String,
+    tip: git2::Oid,
+    /// Its cover letter's, for the "Link to vN-1" line.
+    message_id: Option<String>,
+}
+
+/// Revision `version - 1` of `change_id`, if this tree sent it.
+fn previous(repo: &git2::Repository, change_id: &str, version: u32) -> Result<Option<Previous>> {
+    if version < 2 {
+        return Ok(None);
+    }
+    let tag = sent_tag(change_id, version - 1);
+    let Ok(r) = repo.find_reference(&format!("refs/tags/{tag}")) else {
+        return Ok(None);
+    };
+    let text = r
+        .peel_to_tag()
+        .ok()
+        .and_then(|t| t.message().map(str::to_string));
+    let field = |key: &str| {
+        text.as_deref()?
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| v.trim().trim_matches(['<', '>']).to_string())
+    };
+    let Some(base) = field("base-commit: ") else {
+        bail!("tag {tag} has no base-commit: line; it was not made by zcsplice send");
+    };
+    Ok(Some(Previous {
+        version: version - 1,
+        base,
+        tip: r.peel_to_commit()?.id(),
+        message_id: field("message-id: "),
+    }))
+}
+
+/// The cover letter with what a reviewer of vN wants of vN-1: a link to
+/// it after the changelog, and `git range-diff` of the two revisions.
+fn with_previous(
+    body: &str,
+    changes: Option<&str>,
+    p: &Previous,
+    tree: &std::path::Path,
+    base: git2::Oid,
+    tip: git2::Oid,
+) -> Result<String> {
+    let mut body = body.to_string();
+    if let (Some(ch), Some(id)) = (changes, &p.message_id) {
+        let link = format!(
+            "{ch}\n\nLink to v{}: https://lore.kernel.org/r/{id}",
+            p.version
+        );
+        body = body.replacen(ch, &link, 1);
+    }
+    let diff = duct::cmd!(
+        "git",
+        "range-diff",
+        "--no-color",
+        format!("{}..{}", p.base, p.tip),
+        format!("{base}..{tip}")
+    )
+    .dir(tree)
+    .stderr_capture()
+    .read()
+    .with_context(|| format!("git range-diff against v{} failed", p.version))?;
+    Ok(with_note(
+        &body,
+        &format!(
+            "Range-diff against v{}:\n{}\n\n",
+            p.version,
+            diff.trim_end()
+        ),
+    ))
+}
+
 /// What `format` wrote.
 pub struct Formatted {
     pub mbox: std::path::PathBuf,
@@ -275,17 +353,30 @@ fn prepare(
     keep: bool,
 ) -> Result<Prepared> {
     let l = crate::series::load(env, spec)?;
+    let m = &l.series.manifest;
+    let prev = previous(&l.tree.repo, &m.change_id, m.version)?;
+    // A range-diff needs the new commits where git can see them.
     let odb = l.tree.repo.odb()?;
-    let _mempack = match keep {
+    let _mempack = match keep || prev.is_some() {
         true => None,
         false => Some(odb.add_new_mempack_backend(1000)?),
     };
     let mut r = crate::series::render::render(&l.series, &l.tree, &l.probed)
         .map_err(crate::exit::untestable)?;
+    if let Some(p) = &prev {
+        let tip = r.patches.last().map_or(r.base, |p| p.commit);
+        r.cover_body = with_previous(
+            &r.cover_body,
+            l.series.changes.as_deref(),
+            p,
+            &spec.path,
+            r.base,
+            tip,
+        )?;
+    }
     if let Some(note) = gate(&spec.path, &r, g)? {
         r.cover_body = with_note(&r.cover_body, &note);
     }
-    let m = &l.series.manifest;
     let author = format!("{} <{}>", m.author.name, m.author.email);
     let from = from.unwrap_or(&author);
     let now = chrono::Local::now().fixed_offset();
