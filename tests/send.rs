@@ -301,6 +301,7 @@ fn a_checkpatch_warning_stops_the_send() {
 
 /// What the server got, through b4 am and git am, is what apply commits
 /// (without the testing patches), and b4 reads the revision and base.
+/// Sent by someone else, the patches still credit their author.
 #[test]
 #[ignore = "needs aiosmtpd and b4 from PyPI (tests/run.sh installs them)"]
 fn b4_am_of_the_sent_thread_gives_what_apply_commits() {
@@ -308,7 +309,12 @@ fn b4_am_of_the_sent_thread_gives_what_apply_commits() {
     let sink = Sink::start(&d.path().join("sink"), None);
     let t = tree(d.path(), sink.port);
     let base = git(&t, &["rev-parse", "HEAD"]);
-    ok(&send(&t, d.path(), &fixture_series(), &["--confirm"]));
+    ok(&send(
+        &t,
+        d.path(),
+        &fixture_series(),
+        &["--confirm", "--from", "A Sender <sender@example.org>"],
+    ));
     let mbox = d.path().join("captured.mbox");
     let text: String = sink
         .messages()
@@ -316,7 +322,15 @@ fn b4_am_of_the_sent_thread_gives_what_apply_commits() {
         .map(|m| format!("From mboxrd@z Thu Jan  1 00:00:00 1970\n{m}\n"))
         .collect();
     std::fs::write(&mbox, text).unwrap();
-    b4_am_is_apply(&t, &base, &mbox, d.path(), &d.path().join("cache"));
+    let am = b4_am_is_apply(&t, &base, &mbox, d.path(), &d.path().join("cache"));
+    assert_eq!(am.authors, ["Test Author <test@example.org>"; 2]);
+    let patch = &sink.messages()[1];
+    let header_from = patch.lines().find(|l| l.starts_with("From: ")).unwrap();
+    assert!(header_from.contains("<sender@example.org>"), "{patch}");
+    assert!(
+        patch.contains("\n\nFrom: Test Author <test@example.org>\n\n"),
+        "{patch}"
+    );
 }
 
 /// A base that `tree import` made is no upstream commit: b4 users could

@@ -380,6 +380,14 @@ fn prepare(
     let author = format!("{} <{}>", m.author.name, m.author.email);
     let from = from.unwrap_or(&author);
     let now = chrono::Local::now().fixed_offset();
+    // Sent by someone else than the author: git am must still credit the
+    // author, so each patch starts with an in-body From: (git send-email
+    // does the same).
+    if from != author {
+        for p in &mut r.patches {
+            p.body = format!("From: {author}\n\n{}", p.body);
+        }
+    }
     let mut thread = Thread::new(&r, &m.change_id, m.version, from, now)?;
     let per_patch = r
         .patches

@@ -61,6 +61,8 @@ pub struct Am {
     pub tree: String,
     /// The commit messages, oldest first.
     pub messages: Vec<String>,
+    /// The commits' authors (`Name <email>`), oldest first.
+    pub authors: Vec<String>,
 }
 
 /// `git am` of `patches` onto `base`, in a worktree removed afterwards.
@@ -84,6 +86,18 @@ pub fn git_am(repo: &Path, base: &str, patches: &[PathBuf], scratch: &Path) -> A
     let am = Am {
         tree: git(&wt, &["rev-parse", "HEAD^{tree}"]),
         messages: messages(&wt, &format!("{base}..HEAD")),
+        authors: git(
+            &wt,
+            &[
+                "log",
+                "--reverse",
+                "--format=%an <%ae>",
+                &format!("{base}..HEAD"),
+            ],
+        )
+        .lines()
+        .map(str::to_string)
+        .collect(),
     };
     git(
         repo,
