@@ -478,7 +478,8 @@ pub fn send(
         .with_context(|| format!("{} is not a git repository", spec.path.display()))?;
     if repo.refname_to_id(&format!("refs/tags/{tag}")).is_ok() {
         bail!(
-            "revision {version} was sent already (tag {tag} in {}): raise `version` in              patches/series.yaml to send the next one",
+            "revision {version} was sent already (tag {tag} in {}): raise `version` in \
+             patches/series.yaml to send the next one",
             spec.path.display()
         );
     }
@@ -488,7 +489,10 @@ pub fn send(
             let p = prepare(env, spec, req.from, req.overrides, req.gate, req.confirm)?;
             if let (Some(line), false) = (&p.imported, req.base_is_upstream) {
                 let msg = format!(
-                    "the base {} is not an upstream commit: `tree import` made it ({line}), so                      the base-commit: line names a commit nobody else has. Send from a tree whose                      base is an upstream commit, or pass --base-is-upstream if this tree's                      content is exactly an upstream commit's",
+                    "the base {} is not an upstream commit: `tree import` made it ({line}), so \
+                     the base-commit: line names a commit nobody else has. Send from a tree whose \
+                     base is an upstream commit, or pass --base-is-upstream if this tree's \
+                     content is exactly an upstream commit's",
                     &p.base.to_string()[..12]
                 );
                 match req.confirm {
