@@ -429,3 +429,105 @@ fn other_suites_are_read_without_touching_the_machines_apt() {
     assert!(cache().join("apt/sources.list").exists());
     assert_eq!(apt_state(), before, "the machine's apt state changed");
 }
+
+/// The real series sent through a real SMTP server that goes away after
+/// five messages: `--resume` completes the thread with every Message-Id
+/// once, and b4 am and git am of what the servers got give the tree that
+/// `apply` commits without its testing patches. Works on a shared clone
+/// (the imported tree is the other tests'), with its own cache.
+#[test]
+#[ignore = "real-tree tier: needs Debian's 6.12, aiosmtpd and b4 (tests/run.sh)"]
+fn the_real_series_survives_a_server_that_drops_after_five() {
+    let imported = PathBuf::from(
+        ok(&zcsplice(
+            &["tree", "import", "--debian", &debian_spec("6.12")],
+            &series(),
+            &cache(),
+        ))
+        .trim(),
+    );
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("linux");
+    let root = git(&imported, &["rev-list", "--max-parents=0", "HEAD"]);
+    git(
+        d.path(),
+        &[
+            "clone",
+            "-q",
+            "--shared",
+            "--no-checkout",
+            imported.to_str().unwrap(),
+            t.to_str().unwrap(),
+        ],
+    );
+    git(&t, &["checkout", "-q", &root]);
+    git(&t, &["config", "sendemail.smtpServer", "127.0.0.1"]);
+    let own_cache = d.path().join("cache");
+    let send = |port: u16, extra: &[&str]| {
+        git(
+            &t,
+            &["config", "sendemail.smtpServerPort", &port.to_string()],
+        );
+        let mut args = vec!["send", "--tree", t.to_str().unwrap(), "--confirm"];
+        args.extend_from_slice(extra);
+        zcsplice(&args, &series(), &own_cache)
+    };
+
+    let first = Sink::start(&d.path().join("first"), Some(5));
+    let o = send(first.port, &["--base-is-upstream"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128), "{err}");
+    assert!(
+        err.contains("5 of 13 are: `zcsplice send --resume`"),
+        "{err}"
+    );
+    let second = Sink::start(&d.path().join("second"), None);
+    let out = ok(&send(second.port, &["--resume"]));
+    assert!(out.contains("sent 8 of 13 messages"), "{out}");
+
+    let mut all = first.messages();
+    all.extend(second.messages());
+    let mut ids: Vec<&str> = all
+        .iter()
+        .map(|m| m.lines().find(|l| l.starts_with("Message-ID: ")).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 13);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 13, "a Message-Id went twice");
+
+    let mbox = d.path().join("captured.mbox");
+    let text: String = all
+        .iter()
+        .map(|m| format!("From mboxrd@z Thu Jan  1 00:00:00 1970\n{m}\n"))
+        .collect();
+    std::fs::write(&mbox, text).unwrap();
+    let (said, mbx) = b4_am(&mbox, &d.path().join("b4"));
+    assert!(said.contains("Total patches: 12"), "{said}");
+    assert!(said.contains("[PATCH RFC v2 12/12]"), "{said}");
+    let cover = std::fs::read_to_string(mbx.with_extension("cover")).unwrap();
+    assert!(cover.contains(&format!("base-commit: {root}")), "{cover}");
+    let am = git_am(&t, &root, std::slice::from_ref(&mbx), d.path());
+    ok(&zcsplice(
+        &[
+            "apply",
+            "--tree",
+            t.to_str().unwrap(),
+            "--branch",
+            "applied",
+        ],
+        &series(),
+        &own_cache,
+    ));
+    let testing = std::fs::read_to_string(series().join("patches/series.yaml"))
+        .unwrap()
+        .split("\ntesting:\n")
+        .nth(1)
+        .map_or(0, |t| {
+            t.lines()
+                .filter(|l| l.trim_start().starts_with("- "))
+                .count()
+        });
+    let sent_tip = format!("applied~{testing}^{{tree}}");
+    assert_eq!(am.tree, git(&t, &["rev-parse", &sent_tip]));
+}

@@ -11,7 +11,6 @@
 
 mod common;
 use common::*;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 const CHECKPATCH: &str = r#"#!/usr/bin/perl
@@ -26,65 +25,6 @@ while (<$fh>) {
 print "total: 0 errors, $w warnings, 0 checks, $n lines checked\n";
 exit($w ? 1 : 0);
 "#;
-
-/// The SMTP server, killed when dropped.
-struct Sink {
-    child: std::process::Child,
-    port: u16,
-    out: PathBuf,
-}
-
-impl Sink {
-    fn start(out: &Path, drop_after: Option<u32>) -> Sink {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_sink.py");
-        let mut cmd = std::process::Command::new("python3");
-        cmd.arg(script).arg(out);
-        if let Some(n) = drop_after {
-            cmd.args(["--drop-after", &n.to_string()]);
-        }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!("the SMTP sink did not start (pip install aiosmtpd): {line:?}")
-        });
-        Sink {
-            child,
-            port,
-            out: out.to_path_buf(),
-        }
-    }
-
-    /// The messages it accepted, in order.
-    fn messages(&self) -> Vec<String> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        v.sort();
-        v.iter()
-            .map(|p| std::fs::read_to_string(p).unwrap().replace("\r\n", "\n"))
-            .collect()
-    }
-
-    /// SMTP sessions opened to it.
-    fn sessions(&self) -> u32 {
-        std::fs::read_to_string(self.out.join("sessions")).map_or(0, |s| s.trim().parse().unwrap())
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The toy tree with the stand-in checkpatch, sending to `port`.
 fn tree(d: &Path, port: u16) -> PathBuf {

@@ -288,3 +288,65 @@ pub fn b4_am_is_apply(t: &Path, base: &str, mbox: &Path, scratch: &Path, cache: 
     assert_eq!(am.tree, git(t, &["rev-parse", "HEAD^{tree}"]));
     am
 }
+
+/// The SMTP server of the send tests (tests/fixtures/smtp_sink.py, on
+/// aiosmtpd), killed when dropped.
+pub struct Sink {
+    child: std::process::Child,
+    pub port: u16,
+    pub out: PathBuf,
+}
+
+impl Sink {
+    pub fn start(out: &Path, drop_after: Option<u32>) -> Sink {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_sink.py");
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(script).arg(out);
+        if let Some(n) = drop_after {
+            cmd.args(["--drop-after", &n.to_string()]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!("the SMTP sink did not start (pip install aiosmtpd): {line:?}")
+        });
+        Sink {
+            child,
+            port,
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// The messages it accepted, in order.
+    pub fn messages(&self) -> Vec<String> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        v.sort();
+        v.iter()
+            .map(|p| std::fs::read_to_string(p).unwrap().replace("\r\n", "\n"))
+            .collect()
+    }
+
+    /// SMTP sessions opened to it.
+    pub fn sessions(&self) -> u32 {
+        std::fs::read_to_string(self.out.join("sessions")).map_or(0, |s| s.trim().parse().unwrap())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
