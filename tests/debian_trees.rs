@@ -478,7 +478,7 @@ fn the_real_series_survives_a_server_that_drops_after_five() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(128), "{err}");
     assert!(
-        err.contains("5 of 13 are: `zcsplice send --resume`"),
+        err.contains("5 of the 13 messages were: `zcsplice send --resume`"),
         "{err}"
     );
     let second = Sink::start(&d.path().join("second"), None);

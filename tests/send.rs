@@ -119,7 +119,7 @@ fn a_send_cut_off_resumes_with_no_message_twice() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(128), "{err}");
     assert!(
-        err.contains("1 of 3 are: `zcsplice send --resume` sends the rest"),
+        err.contains("1 of the 3 messages were: `zcsplice send --resume` sends the rest"),
         "{err}"
     );
     assert_eq!(first.messages().len(), 1);

@@ -208,11 +208,9 @@ impl Outbox {
             if let Err(e) = transport.send_raw(&envelope, crlf(&m.raw).as_bytes()) {
                 let sent = done.len() + now;
                 return Err(anyhow::Error::new(e).context(format!(
-                    "message {k} of {} (<{}>) was not sent; {sent} of {} are: \
+                    "\"{}\" <{}> was not sent; {sent} of the {total} messages were: \
                      `zcsplice send --resume` sends the rest with the same Message-Ids",
-                    total - 1,
-                    m.message_id,
-                    total
+                    m.subject, m.message_id,
                 )));
             }
             writeln!(
