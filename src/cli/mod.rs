@@ -57,12 +57,10 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
                 &gate,
             )?;
             output::line(f.mbox.display());
-            output::note(format!("from {}", f.thread.from));
-            for m in &f.thread.messages {
-                output::note(format!("<{}> {}", m.message_id, m.subject));
-                output::note(format!("  to: {}", m.recipients.to.join(", ")));
-                output::note(format!("  cc: {}", m.recipients.cc.join(", ")));
-            }
+            let messages = zcsplice::mail::outbox::outgoing(&f.thread)?;
+            output::envelope(&messages)
+                .into_iter()
+                .for_each(output::note);
         }
         Cmd::Send {
             tree,
@@ -92,7 +90,9 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
             })?;
             match outcome {
                 SendOutcome::DryRun(o, mbox) => {
-                    output::envelope(&o.frozen.messages);
+                    output::envelope(&o.frozen.messages)
+                        .into_iter()
+                        .for_each(output::line);
                     output::line(mbox.display());
                     output::note("dry run: nothing was sent; --confirm sends it");
                 }

@@ -98,18 +98,21 @@ pub fn facts(p: &Probed) {
     }
 }
 
-/// What a send would put on the wire: sender, then per message its
-/// Message-Id, subject and recipients.
-pub fn envelope(messages: &[zcsplice::mail::outbox::Outgoing]) {
-    if let Some(m) = messages.first() {
-        println!("from: {}", m.from);
-    }
+/// What a send puts on the wire: the sender, then per message its
+/// Message-Id, subject and recipients; one string per line.
+pub fn envelope(messages: &[zcsplice::mail::outbox::Outgoing]) -> Vec<String> {
+    let mut v: Vec<String> = messages
+        .first()
+        .map(|m| format!("from: {}", m.from))
+        .into_iter()
+        .collect();
     for m in messages {
-        println!("<{}>", m.message_id);
-        println!("  subject: {}", m.subject);
-        println!("  to: {}", m.to.join(", "));
+        v.push(format!("<{}>", m.message_id));
+        v.push(format!("  subject: {}", m.subject));
+        v.push(format!("  to: {}", m.to.join(", ")));
         if !m.cc.is_empty() {
-            println!("  cc: {}", m.cc.join(", "));
+            v.push(format!("  cc: {}", m.cc.join(", ")));
         }
     }
+    v
 }

@@ -62,6 +62,30 @@ fn crlf(s: &str) -> String {
     s.replace("\r\n", "\n").replace('\n', "\r\n")
 }
 
+/// The messages of `thread` as they go on the wire; no I/O.
+pub fn outgoing(thread: &Thread) -> Result<Vec<Outgoing>> {
+    (0..thread.messages.len())
+        .map(|k| {
+            let m = &thread.messages[k];
+            if m.recipients.to.is_empty() && m.recipients.cc.is_empty() {
+                bail!("{}: no recipient (To or Cc)", m.subject);
+            }
+            Ok(Outgoing {
+                message_id: m.message_id.clone(),
+                subject: m.subject.clone(),
+                from: bare(&thread.from)?.to_string(),
+                to: m.recipients.to.clone(),
+                cc: m.recipients.cc.clone(),
+                raw: format!(
+                    "{}\n{}\n",
+                    thread.headers(k)?,
+                    m.body.trim_end_matches('\n')
+                ),
+            })
+        })
+        .collect()
+}
+
 impl Outbox {
     pub fn dir_for(cache: &Path, change_id: &str, version: u32) -> PathBuf {
         cache.join("outbox").join(format!("{change_id}-v{version}"))
@@ -108,26 +132,7 @@ impl Outbox {
 
     /// The messages of `thread` as they go on the wire; no I/O.
     fn build(dir: &Path, thread: &Thread, base: git2::Oid, tip: git2::Oid) -> Result<Outbox> {
-        let messages = (0..thread.messages.len())
-            .map(|k| {
-                let m = &thread.messages[k];
-                if m.recipients.to.is_empty() && m.recipients.cc.is_empty() {
-                    bail!("{}: no recipient (To or Cc)", m.subject);
-                }
-                Ok(Outgoing {
-                    message_id: m.message_id.clone(),
-                    subject: m.subject.clone(),
-                    from: bare(&thread.from)?.to_string(),
-                    to: m.recipients.to.clone(),
-                    cc: m.recipients.cc.clone(),
-                    raw: format!(
-                        "{}\n{}\n",
-                        thread.headers(k)?,
-                        m.body.trim_end_matches('\n')
-                    ),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let messages = outgoing(thread)?;
         Ok(Outbox {
             dir: dir.to_path_buf(),
             frozen: Frozen {
