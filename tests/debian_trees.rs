@@ -470,7 +470,7 @@ fn the_real_series_survives_a_server_that_drops_after_five() {
         );
         let mut args = vec!["send", "--tree", t.to_str().unwrap(), "--confirm"];
         args.extend_from_slice(extra);
-        zcsplice(&args, &series(), &own_cache)
+        zcsplice_send(&args, &series(), &own_cache, &d.path().join("home"))
     };
 
     let first = Sink::start(&d.path().join("first"), Some(5));

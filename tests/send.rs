@@ -58,7 +58,7 @@ fn send(t: &Path, d: &Path, series: &Path, extra: &[&str]) -> std::process::Outp
         "toy-list@example.org",
     ];
     args.extend_from_slice(extra);
-    zcsplice(&args, series, &d.join("cache"))
+    zcsplice_send(&args, series, &d.join("cache"), &d.join("home"))
 }
 
 /// The Message-Id of each message, in order.

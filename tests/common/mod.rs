@@ -5,11 +5,30 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 pub fn zcsplice(args: &[&str], series: &Path, cache: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_zcsplice"))
-        .args(args)
+    zcsplice_cmd(args, series, cache)
+        .output()
+        .expect("run zcsplice")
+}
+
+/// The command `zcsplice` runs, for a test that adds to its environment.
+pub fn zcsplice_cmd(args: &[&str], series: &Path, cache: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_zcsplice"));
+    c.args(args)
         .env("ZCSPLICE_SERIES", series)
         .env("ZCSPLICE_CACHE", cache)
-        .env_remove("ZCSPLICE_TREE")
+        .env_remove("ZCSPLICE_TREE");
+    c
+}
+
+/// `zcsplice send` as in a fresh account: the user's own git config (a
+/// developer's sendemail.* settings) and SMTP password stay out of it.
+pub fn zcsplice_send(args: &[&str], series: &Path, cache: &Path, home: &Path) -> Output {
+    std::fs::create_dir_all(home).unwrap();
+    zcsplice_cmd(args, series, cache)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env_remove("ZCSPLICE_SMTP_PASSWORD")
         .output()
         .expect("run zcsplice")
 }
