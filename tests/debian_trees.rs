@@ -519,15 +519,11 @@ fn the_real_series_survives_a_server_that_drops_after_five() {
         &series(),
         &own_cache,
     ));
-    let testing = std::fs::read_to_string(series().join("patches/series.yaml"))
-        .unwrap()
-        .split("\ntesting:\n")
-        .nth(1)
-        .map_or(0, |t| {
-            t.lines()
-                .filter(|l| l.trim_start().starts_with("- "))
-                .count()
-        });
+    let manifest: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(series().join("patches/series.yaml")).unwrap(),
+    )
+    .unwrap();
+    let testing = manifest["testing"].as_sequence().map_or(0, Vec::len);
     let sent_tip = format!("applied~{testing}^{{tree}}");
     assert_eq!(am.tree, git(&t, &["rev-parse", &sent_tip]));
 }

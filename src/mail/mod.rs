@@ -363,8 +363,8 @@ fn prepare(
     };
     let mut r = crate::series::render::render(&l.series, &l.tree, &l.probed)
         .map_err(crate::exit::untestable)?;
+    let tip = r.patches.last().map_or(r.base, |p| p.commit);
     if let Some(p) = &prev {
-        let tip = r.patches.last().map_or(r.base, |p| p.commit);
         r.cover_body = with_previous(
             &r.cover_body,
             l.series.changes.as_deref(),
@@ -401,7 +401,7 @@ fn prepare(
     let base_commit = l.tree.repo.find_commit(r.base)?;
     Ok(Prepared {
         base: r.base,
-        tip: r.patches.last().map_or(r.base, |p| p.commit),
+        tip,
         change_id: m.change_id.clone(),
         version: m.version,
         imported: crate::tree::import::marker_line(&base_commit),
@@ -521,32 +521,21 @@ pub fn send(
             spec.path.display()
         )
     })?;
+    let cover = outbox.frozen.messages.first();
     // The user's identity, else the sender's: the mail is out already.
-    let sender = outbox
-        .frozen
-        .messages
-        .first()
-        .map_or("zcsplice", |m| m.from.as_str());
+    let sender = cover.map_or("zcsplice", |m| m.from.as_str());
     let sig = repo
         .signature()
         .or_else(|_| git2::Signature::now(sender, sender))?;
-    let subject = outbox
-        .frozen
-        .messages
-        .first()
-        .map_or("", |m| m.subject.as_str());
     repo.tag(
         &tag,
         &target,
         &sig,
         &format!(
-            "{subject}\n\nSent by zcsplice send.\nbase-commit: {}\nmessage-id: <{}>\n",
+            "{}\n\nSent by zcsplice send.\nbase-commit: {}\nmessage-id: <{}>\n",
+            cover.map_or("", |m| m.subject.as_str()),
             outbox.frozen.base,
-            outbox
-                .frozen
-                .messages
-                .first()
-                .map_or("", |m| m.message_id.as_str())
+            cover.map_or("", |m| m.message_id.as_str())
         ),
         false,
     )?;

@@ -10,6 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use lettre::address::Envelope;
+use lettre::message::Mailbox;
 use lettre::{Address, Transport};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -47,13 +48,10 @@ pub struct Outbox {
     pub frozen: Frozen,
 }
 
-/// The bare address of `Name <address>` or `address`, checked.
+/// The address of `Name <address>` or `address`, as lettre parses it.
 fn bare(r: &str) -> Result<Address> {
-    let a = r
-        .rsplit_once('<')
-        .map_or(r, |(_, a)| a.trim_end_matches('>'))
-        .trim();
-    a.parse()
+    r.parse::<Mailbox>()
+        .map(|m| m.email)
         .with_context(|| format!("`{r}` is not a mail address"))
 }
 
@@ -130,7 +128,7 @@ impl Outbox {
         Ok((outbox, mbox))
     }
 
-    /// The messages of `thread` as they go on the wire; no I/O.
+    /// An outbox in `dir` for `thread`; no I/O.
     fn build(dir: &Path, thread: &Thread, base: git2::Oid, tip: git2::Oid) -> Result<Outbox> {
         let messages = outgoing(thread)?;
         Ok(Outbox {
@@ -228,16 +226,6 @@ impl Outbox {
             now += 1;
         }
         Ok(now)
-    }
-
-    /// Every message is in the journal.
-    pub fn complete(&self) -> Result<bool> {
-        let sent = self.sent()?;
-        Ok(self
-            .frozen
-            .messages
-            .iter()
-            .all(|m| sent.contains(&m.message_id)))
     }
 }
 

@@ -106,7 +106,6 @@ pub fn tarball(tarball: &Path, cache: &Path) -> Result<Import> {
     import(&tarball, &dest, &marker, &message, cache)
 }
 
-/// The import marker line of the tree's root commit, if it has one.
 /// The `Zcsplice-Import:` line of `c`'s message: `tree import` made it.
 pub fn marker_line(c: &git2::Commit) -> Option<String> {
     c.message()?
@@ -115,6 +114,7 @@ pub fn marker_line(c: &git2::Commit) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The import marker line of the tree's root commit, if it has one.
 fn marker_of(dest: &Path) -> Option<(String, String)> {
     let repo = Repository::open(dest).ok()?;
     let mut walk = repo.revwalk().ok()?;
@@ -124,11 +124,11 @@ fn marker_of(dest: &Path) -> Option<(String, String)> {
         .filter_map(|id| repo.find_commit(id).ok())
         .filter(|c| c.parent_count() == 0)
         .find_map(|c| {
-            let line = c.message()?.lines().find(|l| l.starts_with(MARKER))?;
+            let line = marker_line(&c)?;
             let makefile = c.tree().ok()?.get_path(Path::new("Makefile")).ok()?;
             let blob = makefile.to_object(&repo).ok()?.into_blob().ok()?;
             let text = String::from_utf8_lossy(blob.content()).to_string();
-            Some((line.to_string(), text))
+            Some((line, text))
         });
     found
 }
