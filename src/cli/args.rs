@@ -429,6 +429,19 @@ pub enum TreeCmd {
         #[arg(required_unless_present = "debian")]
         tarball: Option<PathBuf>,
     },
+    /// The versions of Debian's linux-source-X.Y this machine can fetch,
+    /// newest first, and the suite of each (the machine's apt sources and
+    /// zcsplice's private lists of every Debian suite). Exit 1 when Debian
+    /// has none of a series (the error gives the dates of the lists read),
+    /// 128 when apt fails.
+    Versions {
+        /// Source package series, e.g. 7.3 6.12.
+        #[arg(required = true, value_name = "X.Y")]
+        releases: Vec<import::DebianSpec>,
+        /// Print JSON: [{"series", "versions": [{"version", "suite"}]}].
+        #[arg(long)]
+        json: bool,
+    },
     /// The imported trees: path, kernel version, source, and which is the
     /// newest of its X.Y series.
     List {

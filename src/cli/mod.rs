@@ -12,7 +12,7 @@ use zcsplice::exit;
 use zcsplice::kernel::build::{build_kernel, BuildRequest};
 use zcsplice::series::{self, apply, render};
 use zcsplice::suites::{bench, controls, guest_tests, xfstests};
-use zcsplice::tree::import;
+use zcsplice::tree::{debian, import};
 use zcsplice::workflows::matrix;
 
 /// Runs the command; returns the exit code of a command that finished
@@ -196,6 +196,34 @@ fn tree(cmd: &TreeCmd, env: &Env) -> Result<()> {
                 (None, None) => unreachable!("clap requires one"),
             };
             output::line(done.tree.path.display());
+        }
+        TreeCmd::Versions { releases, json } => {
+            let mut all = Vec::new();
+            let mut missing = Vec::new();
+            for spec in releases {
+                if spec.version.is_some() {
+                    return Err(exit::usage(anyhow::anyhow!(
+                        "`tree versions` takes X.Y (e.g. 7.3), not X.Y=VERSION"
+                    )));
+                }
+                let versions = debian::versions(&spec.series, &env.cache)
+                    .map_err(|e| anyhow::Error::new(exit::Exit(exit::INFRA, e)))?;
+                if versions.is_empty() {
+                    missing.push(debian::none_found(&spec.package(), &env.cache));
+                } else {
+                    all.push(debian::Offer {
+                        series: spec.series.clone(),
+                        versions,
+                    });
+                }
+            }
+            match json {
+                true => output::json(&all)?,
+                false => output::debian_versions(&all),
+            }
+            if !missing.is_empty() {
+                anyhow::bail!("{}", missing.join("\n"));
+            }
         }
         TreeCmd::List { json } => {
             let trees = import::list(&env.cache)?;

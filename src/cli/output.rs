@@ -5,6 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use zcsplice::series::probe::Probed;
+use zcsplice::tree::debian::Offer;
 use zcsplice::tree::import::Imported;
 
 /// Prints the library's notes on stderr; `--quiet` keeps warnings only.
@@ -74,6 +75,22 @@ pub fn trees(trees: &[Imported]) {
             tr.source.to_string(),
             tr.path.display().to_string(),
         ]);
+    }
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    println!("{}", t.trim_fmt());
+}
+
+/// `tree versions`: each series' versions, newest first, and their suites.
+pub fn debian_versions(all: &[Offer]) {
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::NOTHING)
+        .set_header(["SERIES", "VERSION", "SUITE"]);
+    for o in all {
+        for c in &o.versions {
+            t.add_row([o.series.as_str(), &c.version, &c.suite]);
+        }
     }
     for c in t.column_iter_mut() {
         c.set_padding((0, 2));

@@ -75,11 +75,18 @@ impl DebianSpec {
 }
 
 /// One version of a package that apt can fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Candidate {
     pub version: String,
     /// The suite that carries it ("trixie-backports"), as apt names it.
     pub suite: String,
+}
+
+/// The versions of one series' package, newest first.
+#[derive(Debug, serde::Serialize)]
+pub struct Offer {
+    pub series: String,
+    pub versions: Vec<Candidate>,
 }
 
 /// A package's tarball, ready to import.
@@ -116,17 +123,68 @@ impl Apt {
         o
     }
 
-    /// The versions of `pkg` this apt can fetch, newest first.
-    fn candidates(&self, pkg: &str) -> Vec<Candidate> {
+    /// The versions of `pkg` this apt can fetch, newest first. apt-cache
+    /// failing is an error of its own, never "Debian has none".
+    fn candidates(&self, pkg: &str) -> Result<Vec<Candidate>> {
         let mut args = self.options();
         args.extend(["madison".to_string(), pkg.to_string()]);
-        parse_madison(
-            &duct::cmd("apt-cache", &args)
-                .stderr_null()
-                .read()
-                .unwrap_or_default(),
-        )
+        let out = duct::cmd("apt-cache", &args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .context("cannot run apt-cache")?;
+        // madison exits 0 and prints nothing for an unknown package; an
+        // E: line means it could not read its lists.
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || err.lines().any(|l| l.starts_with("E:")) {
+            bail!(
+                "apt-cache madison {pkg} ({}) failed: {}",
+                self.name(),
+                err.trim()
+            );
+        }
+        Ok(parse_madison(&String::from_utf8_lossy(&out.stdout)))
     }
+
+    fn name(&self) -> String {
+        match self {
+            Apt::System => "this machine's apt".into(),
+            Apt::Private(root) => format!("the private lists in {}", root.display()),
+        }
+    }
+}
+
+/// Each suite of the private lists and the `Date:` of the index read for
+/// it (None: no index), to tell an old mirror from a missing package.
+fn list_dates(root: &Path) -> Vec<(&'static str, Option<String>)> {
+    SUITES
+        .iter()
+        .map(|(uri, suite)| {
+            let host_path = uri.split_once("://").map_or(*uri, |x| x.1);
+            let file = format!("{}_dists_{suite}_InRelease", host_path.replace('/', "_"));
+            let date = std::fs::read_to_string(root.join("lists").join(file))
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("Date:").map(|d| d.trim().to_string()))
+                });
+            (*suite, date)
+        })
+        .collect()
+}
+
+/// Why the private lists may lack a package: the date of every index.
+fn lists_read(root: &Path) -> String {
+    let dates: Vec<String> = list_dates(root)
+        .into_iter()
+        .map(|(s, d)| format!("{s}: {}", d.unwrap_or_else(|| "no index".into())))
+        .collect();
+    format!(
+        "the lists in {} are dated {}",
+        root.join("lists").display(),
+        dates.join("; ")
+    )
 }
 
 /// `apt-cache madison` lines ("pkg | version | URI suite/component arch
@@ -303,7 +361,7 @@ fn merged(a: Vec<Candidate>, b: Vec<Candidate>) -> Vec<Candidate> {
 pub fn fetch(spec: &DebianSpec, cache: &Path) -> Result<Source> {
     let pkg = spec.package();
     let installed = installed_tarball(&pkg);
-    let system = Apt::System.candidates(&pkg);
+    let system = Apt::System.candidates(&pkg)?;
     if spec.version.is_none() && !system.is_empty() {
         if !installed.exists() {
             crate::deps::apt_install(&[&pkg])?;
@@ -323,43 +381,69 @@ pub fn fetch(spec: &DebianSpec, cache: &Path) -> Result<Source> {
         });
     }
     let want = spec.version.as_deref();
-    let found = |apt: &Apt| -> Option<Candidate> {
-        let have = apt.candidates(&pkg);
+    let chosen = |have: &[Candidate]| -> Option<Candidate> {
         match want {
-            Some(w) => pick(w, &have).cloned(),
+            Some(w) => pick(w, have).cloned(),
             None => have.first().cloned(),
         }
     };
-    if let Some(c) = want.and_then(|w| pick(w, &system)) {
-        return download(&Apt::System, &pkg, c, cache);
+    if let Some(c) = chosen(&system) {
+        return download(&Apt::System, &pkg, &c, cache);
     }
-    // The private lists, read again once if they do not have it.
-    let (mut apt, read_now) = private(cache, false)?;
-    let mut c = found(&apt);
-    if c.is_none() && !read_now {
-        apt = private(cache, true)?.0;
-        c = found(&apt);
+    let (apt, private) = private_candidates(&pkg, cache, |h| chosen(h).is_some())?;
+    if let Some(c) = chosen(&private) {
+        return download(&apt, &pkg, &c, cache);
     }
-    match c {
-        Some(c) => download(&apt, &pkg, &c, cache),
-        None => {
-            let have = merged(system, apt.candidates(&pkg));
-            let list: Vec<String> = have
-                .iter()
-                .map(|c| format!("{} ({})", c.version, c.suite))
-                .collect();
-            match (want, list.is_empty()) {
-                (_, true) => bail!(
-                    "Debian has no {pkg} in any of {} (nor in this machine's apt sources)",
-                    SUITES.iter().map(|s| s.1).collect::<Vec<_>>().join(", ")
-                ),
-                (Some(w), false) => {
-                    bail!("Debian has no {pkg} {w}; it has: {}", list.join(", "))
-                }
-                (None, false) => unreachable!("a candidate exists"),
-            }
-        }
+    let have = merged(system, private);
+    if have.is_empty() {
+        bail!("{}", none_found(&pkg, cache));
     }
+    let list: Vec<String> = have
+        .iter()
+        .map(|c| format!("{} ({})", c.version, c.suite))
+        .collect();
+    bail!(
+        "Debian has no {pkg} {}; it has: {}",
+        want.unwrap_or_default(),
+        list.join(", ")
+    )
+}
+
+/// The versions of `pkg` in the private lists, which are read again once
+/// when `enough` says they lack what is wanted and were not just read.
+fn private_candidates(
+    pkg: &str,
+    cache: &Path,
+    enough: impl Fn(&[Candidate]) -> bool,
+) -> Result<(Apt, Vec<Candidate>)> {
+    let (apt, read_now) = private(cache, false)?;
+    let have = apt.candidates(pkg)?;
+    if enough(&have) || read_now {
+        return Ok((apt, have));
+    }
+    let apt = private(cache, true)?.0;
+    let have = apt.candidates(pkg)?;
+    Ok((apt, have))
+}
+
+/// "Debian has none of `pkg`", with the dates of the lists it was looked
+/// for in: a mirror that serves old indexes says so there.
+pub fn none_found(pkg: &str, cache: &Path) -> String {
+    format!(
+        "Debian has no {pkg} in any of {} (nor in this machine's apt sources); {}",
+        SUITES.iter().map(|s| s.1).collect::<Vec<_>>().join(", "),
+        lists_read(&cache.join("apt"))
+    )
+}
+
+/// Every version of linux-source-`series` that Debian offers this
+/// machine (its own apt sources and the private lists), newest first;
+/// none is an empty list, an error is apt's.
+pub fn versions(series: &str, cache: &Path) -> Result<Vec<Candidate>> {
+    let pkg = format!("linux-source-{series}");
+    let system = Apt::System.candidates(&pkg)?;
+    let (_, private) = private_candidates(&pkg, cache, |h| !h.is_empty())?;
+    Ok(merged(system, private))
 }
 
 /// `pkg` at `c`, downloaded with `apt-get download` into the cache (the
@@ -478,6 +562,25 @@ garbage
         let m = merged(sys, other);
         let v: Vec<&str> = m.iter().map(|c| c.version.as_str()).collect();
         assert_eq!(v, ["6.12.120-1", "6.12.118-1~deb12u1"]);
+    }
+
+    #[test]
+    fn the_lists_are_dated_by_their_indexes() {
+        let d = tempfile::tempdir().unwrap();
+        let lists = d.path().join("lists");
+        std::fs::create_dir_all(&lists).unwrap();
+        std::fs::write(
+            lists.join("deb.debian.org_debian_dists_sid_InRelease"),
+            "-----BEGIN PGP SIGNED MESSAGE-----\nOrigin: Debian\nDate: Fri, 30 Oct 2026 08:08:01 UTC\n",
+        )
+        .unwrap();
+        let dates = list_dates(d.path());
+        assert_eq!(dates.len(), SUITES.len());
+        let of = |s: &str| dates.iter().find(|d| d.0 == s).unwrap().1.clone();
+        assert_eq!(of("sid").as_deref(), Some("Fri, 30 Oct 2026 08:08:01 UTC"));
+        assert_eq!(of("trixie-backports"), None);
+        let said = lists_read(d.path());
+        assert!(said.contains("sid: Fri, 30 Oct 2026") && said.contains("trixie: no index"));
     }
 
     #[test]

@@ -148,6 +148,21 @@ pub fn patch_files(out: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Whether Debian, as this machine's network serves it, offers `series`:
+/// tests/run.sh asks (`zcsplice tree versions`) and lists the series it
+/// offers in ZCSPLICE_DEBIAN_SERIES; unset (a plain run), every one is
+/// assumed. A test of a series not offered says so on stderr and checks
+/// nothing; tests/run.sh has already warned and named the lists' dates.
+pub fn debian_offers(series: &str) -> bool {
+    match std::env::var("ZCSPLICE_DEBIAN_SERIES") {
+        Ok(list) if !list.split_whitespace().any(|s| s == series) => {
+            eprintln!("SKIPPED: Debian offers this machine no linux-source-{series}");
+            false
+        }
+        _ => true,
+    }
+}
+
 /// The `--debian` spec the tests import for a Debian series: the series
 /// itself (the installed, newest package), unless `ZCSPLICE_TEST_DEBIAN`
 /// names an exact version for it, e.g. `6.12=6.12.117,6.1=6.1.192-2`, to
