@@ -356,7 +356,7 @@ fn the_next_revision_says_what_changed_since_the_last_one_sent() {
     assert!(v2[2].contains("Subject: [PATCH v2 2/2]"), "{}", v2[2]);
     let cover = &v2[0];
     let link = format!(
-        "Changes in v2:\n- toy_helper() returns 2\n\nLink to v1: https://lore.kernel.org/r/{}",
+        "Changes in v2:\n- toy_helper() returns 2\n- Link to v1: https://patch.msgid.link/{}",
         v1_cover.trim_matches(['<', '>'])
     );
     assert!(cover.contains(&link), "{cover}");

@@ -283,6 +283,18 @@ fn previous(repo: &git2::Repository, change_id: &str, version: u32) -> Result<Op
     }))
 }
 
+/// b4's link to a message: `b4.linkmask` of the tree's git config (a
+/// `%s` for the Message-Id), else b4's default, patch.msgid.link.
+fn link_to(tree: &std::path::Path, message_id: &str) -> String {
+    let mask = git2::Repository::open(tree)
+        .and_then(|r| r.config())
+        .and_then(|c| c.get_string("b4.linkmask"))
+        .ok()
+        .filter(|m| m.contains("%s"))
+        .unwrap_or_else(|| "https://patch.msgid.link/%s".into());
+    mask.replacen("%s", message_id, 1)
+}
+
 /// The cover letter with what a reviewer of vN wants of vN-1: a link to
 /// it after the changelog, and `git range-diff` of the two revisions.
 fn with_previous(
@@ -295,10 +307,7 @@ fn with_previous(
 ) -> Result<String> {
     let mut body = body.to_string();
     if let (Some(ch), Some(id)) = (changes, &p.message_id) {
-        let link = format!(
-            "{ch}\n\nLink to v{}: https://lore.kernel.org/r/{id}",
-            p.version
-        );
+        let link = format!("{ch}\n- Link to v{}: {}", p.version, link_to(tree, id));
         body = body.replacen(ch, &link, 1);
     }
     let diff = duct::cmd!(
