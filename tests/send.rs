@@ -123,6 +123,11 @@ fn a_send_cut_off_resumes_with_no_message_twice() {
         "{err}"
     );
     assert_eq!(first.messages().len(), 1);
+    // Who gets each message is said as it goes.
+    assert!(
+        err.contains("sending 0: <") && err.contains("  to: Some Maintainer <maint@example.org>\n"),
+        "{err}"
+    );
 
     // Sent once, never started over.
     let o = send(&t, d.path(), &fixture_series(), &["--confirm"]);

@@ -85,8 +85,11 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
                 resume: *resume,
                 base_is_upstream: *base_is_upstream,
             };
+            // Each message's recipients are shown as it goes, as
+            // git send-email shows its headers.
             let outcome = zcsplice::mail::send(env, &tree.spec(), &req, |k, m| {
-                output::note(format!("sending {k}: <{}> {}", m.message_id, m.subject))
+                output::note(format!("sending {k}: <{}> {}", m.message_id, m.subject));
+                output::recipients(m).into_iter().for_each(output::note);
             })?;
             match outcome {
                 SendOutcome::DryRun(o, mbox) => {

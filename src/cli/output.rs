@@ -126,10 +126,16 @@ pub fn envelope(messages: &[zcsplice::mail::outbox::Outgoing]) -> Vec<String> {
     for m in messages {
         v.push(format!("<{}>", m.message_id));
         v.push(format!("  subject: {}", m.subject));
-        v.push(format!("  to: {}", m.to.join(", ")));
-        if !m.cc.is_empty() {
-            v.push(format!("  cc: {}", m.cc.join(", ")));
-        }
+        v.extend(recipients(m));
+    }
+    v
+}
+
+/// A message's To and Cc lines, as the envelope shows them.
+pub fn recipients(m: &zcsplice::mail::outbox::Outgoing) -> Vec<String> {
+    let mut v = vec![format!("  to: {}", m.to.join(", "))];
+    if !m.cc.is_empty() {
+        v.push(format!("  cc: {}", m.cc.join(", ")));
     }
     v
 }
