@@ -31,8 +31,10 @@ impl Env {
                 }
             }
         };
+        // Absolute: tools it is handed to (apt's Dir:: options, make O=)
+        // resolve a relative path against their own directories.
         let cache = match cache {
-            Some(c) => c.to_path_buf(),
+            Some(c) => std::path::absolute(c).unwrap_or_else(|_| c.to_path_buf()),
             None => dirs::cache_dir()
                 .ok_or_else(|| anyhow!("no cache directory; pass --cache"))?
                 .join("zcsplice"),

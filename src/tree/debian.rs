@@ -222,7 +222,9 @@ fn sources_list() -> String {
 /// The private apt state, read again when older than a day (`force`:
 /// whatever its age); and whether it was read now.
 fn private(cache: &Path, force: bool) -> Result<(Apt, bool)> {
-    let root = cache.join("apt");
+    // apt reads a relative Dir:: path as relative to its own directories
+    // (/etc/apt, /var/lib/apt): it would find no sources and say nothing.
+    let root = std::path::absolute(cache.join("apt"))?;
     let apt = Apt::Private(root.clone());
     let stamp = root.join("updated");
     let read_at = || std::fs::metadata(&stamp).and_then(|m| m.modified()).ok();
