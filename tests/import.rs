@@ -196,3 +196,79 @@ fn sigterm_during_an_import_stops_tar_and_leaves_no_partial_tree() {
 fn libc_sigterm() -> i32 {
     Signal::SIGTERM as i32
 }
+
+/// `--onto`: releases one after the other make one linear history, each
+/// commit the release's files (a file a release dropped is gone); a tree
+/// with modified files is refused; importing a release again changes
+/// nothing; the checkout follows only when it is on the import line.
+#[test]
+fn releases_onto_a_tree_make_one_linear_history() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    // A file the first release has and the later ones dropped.
+    let gone = d.path().join("src/linux-6.12.5/include/linux/gone.h");
+    std::fs::create_dir_all(gone.parent().unwrap()).unwrap();
+    std::fs::write(&gone, "x").unwrap();
+    let first = toy_tarball(d.path(), 5);
+    let tree = PathBuf::from(ok(&import(&first, &cache)).trim());
+    let line = git(&tree, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    let onto = |sub: u32| {
+        let t = toy_tarball(d.path(), sub);
+        zcsplice(
+            &[
+                "tree",
+                "import",
+                t.to_str().unwrap(),
+                "--onto",
+                tree.to_str().unwrap(),
+            ],
+            &series(),
+            &cache,
+        )
+    };
+    let c6 = ok(&onto(6)).trim().to_string();
+    assert_eq!(
+        git(&tree, &["rev-parse", "HEAD"]),
+        c6,
+        "the checkout follows its line"
+    );
+    assert!(std::fs::read_to_string(tree.join("Makefile"))
+        .unwrap()
+        .contains("SUBLEVEL = 6"));
+
+    // The user works on a branch of their own: it stays where it is.
+    git(&tree, &["checkout", "-q", "-b", "mine"]);
+    std::fs::write(tree.join("Makefile"), "dirty\n").unwrap();
+    let o = onto(7);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1 files are modified (Makefile)"), "{err}");
+    git(&tree, &["checkout", "-q", "--", "Makefile"]);
+    let c7 = ok(&onto(7)).trim().to_string();
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), c6);
+    assert_eq!(git(&tree, &["rev-parse", &line]), c7);
+    assert_eq!(ok(&onto(7)).trim(), c7, "a release on the line already");
+
+    let log = git(&tree, &["log", "--format=%s", &line]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "Import linux-6.12.7.tar.gz",
+            "Import linux-6.12.6.tar.gz",
+            "Import linux-6.12.5.tar.gz"
+        ]
+    );
+    assert_eq!(
+        git(&tree, &["show", &format!("{c7}:Makefile")])
+            .lines()
+            .nth(2),
+        Some("SUBLEVEL = 7")
+    );
+    let files = git(
+        &tree,
+        &["ls-tree", "-r", "--name-only", &format!("{line}~2")],
+    );
+    assert!(files.contains("include/linux/gone.h"), "{files}");
+    let files = git(&tree, &["ls-tree", "-r", "--name-only", &c7]);
+    assert_eq!(files, "Makefile\ninclude/linux/fs.h");
+}

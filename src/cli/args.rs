@@ -14,6 +14,7 @@ use zcsplice::kernel::build::{BuildRequest, KernelOpts, Profile};
 use zcsplice::suites::guest_tests::RunOpts;
 use zcsplice::suites::{bench, xfstests};
 use zcsplice::tree::{import, TreeSpec};
+use zcsplice::workflows::bisect;
 use zcsplice::workflows::matrix;
 
 #[derive(Parser)]
@@ -187,6 +188,23 @@ pub enum Cmd {
     /// regressions only tests that pass there and fail with the series
     /// (after retries). Default tests: vm/xfstests/zcsplice-smoke.
     Xfstests(XfstestsArgs),
+    /// Find the commit that breaks the series (or the tree), with real
+    /// `git bisect`, as CI runs it.
+    ///
+    /// Runs in zcsplice's clone of the tree in <cache>/bisect/<tree>: the
+    /// tree's checkout, branches and own bisect are never touched, and
+    /// `git -C <clone> bisect log` (or visualize) works afterwards. Both
+    /// ends are tested first. Each step renders and applies the series
+    /// for its commit (its facts are probed again), builds it in one build
+    /// directory (only what changed is rebuilt), boots and runs the
+    /// selection: pass is good, a failed test, kernel report, panic or
+    /// boot failure is bad; a commit the series does not render or apply
+    /// on, or that does not build, is skipped; a harness failure or a
+    /// timeout with no kernel report stops the bisect. Exit 0: a first bad
+    /// commit was found; 1: the range has none (the bad end passes, or the
+    /// good end fails too); 125: only skipped commits were left; 128/129:
+    /// stopped (the log stays).
+    Bisect(BisectArgs),
     /// The series through every stage on several trees, one row per tree.
     ///
     /// The stages: probe, render, apply, build, run (the guest tests) and,
@@ -324,6 +342,70 @@ pub struct GuestArgs {
 }
 
 #[derive(Args)]
+pub struct BisectArgs {
+    /// Kernel tree: a git repository (only read).
+    #[arg(long, env = "ZCSPLICE_TREE")]
+    pub tree: PathBuf,
+    /// A commit where the selection passes.
+    #[arg(long, requires = "bad", required_unless_present = "in_series")]
+    pub good: Option<String>,
+    /// A later commit where it fails.
+    #[arg(long, requires = "good")]
+    pub bad: Option<String>,
+    /// Bisect the tree alone, without the series (is it upstream's?).
+    #[arg(long, conflicts_with = "in_series")]
+    pub no_series: bool,
+    /// Bisect the series' own patches on --base: which one first makes the
+    /// selection fail (each prefix is built; the testing patches go on top
+    /// when --fault needs their knob).
+    #[arg(long, conflicts_with_all = ["good", "bad"])]
+    pub in_series: bool,
+    /// With --in-series: the commit the series applies on [default: the
+    /// tree's recorded base, else HEAD].
+    #[arg(long, requires = "in_series")]
+    pub base: Option<String>,
+    /// Run a failing step again up to N times: a commit is bad only if
+    /// every run fails; the report says which steps needed it.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    #[command(flatten)]
+    pub guest: GuestArgs,
+    /// Inject this fault through the series' debugfs knob at each step.
+    #[arg(long, value_name = "NAME")]
+    pub fault: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write JUnit XML here (a test case per step).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+impl BisectArgs {
+    pub fn opts(&self) -> bisect::Opts {
+        let mode = match (&self.good, &self.bad) {
+            (Some(good), Some(bad)) => bisect::Mode::Upstream {
+                good: good.clone(),
+                bad: bad.clone(),
+                series: !self.no_series,
+            },
+            _ => bisect::Mode::InSeries {
+                base: self.base.clone(),
+            },
+        };
+        bisect::Opts {
+            tree: self.tree.clone(),
+            mode,
+            retries: self.retries,
+            kernel: self.kernel.opts(),
+            run: self.guest.run_opts(self.fault.clone()),
+        }
+    }
+}
+
+#[derive(Args)]
 pub struct XfstestsArgs {
     #[command(flatten)]
     pub build: BuildArgs,
@@ -428,6 +510,12 @@ pub enum TreeCmd {
         /// A kernel tarball (.tar.xz, .tar.gz, ...).
         #[arg(required_unless_present = "debian")]
         tarball: Option<PathBuf>,
+        /// Add it to TREE instead, as the next commit of TREE's import line
+        /// (the branch whose tip an import made): several releases, one
+        /// after the other, make a linear history to bisect. TREE must be
+        /// clean; prints the new commit.
+        #[arg(long, value_name = "TREE")]
+        onto: Option<PathBuf>,
     },
     /// The versions of Debian's linux-source-X.Y this machine can fetch,
     /// newest first, and the suite of each (the machine's apt sources and

@@ -13,7 +13,7 @@ use zcsplice::kernel::build::{build_kernel, BuildRequest};
 use zcsplice::series::{self, apply, render};
 use zcsplice::suites::{bench, controls, guest_tests, xfstests};
 use zcsplice::tree::{debian, import};
-use zcsplice::workflows::matrix;
+use zcsplice::workflows::{bisect, matrix};
 
 /// Runs the command; returns the exit code of a command that finished
 /// (a failed test is a result, not an error).
@@ -176,6 +176,21 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
             }
             return Ok(report.exit_code());
         }
+        Cmd::Bisect(b) => {
+            let r = bisect::run(env, &b.opts())?;
+            match b.json {
+                true => output::json(&r)?,
+                false => {
+                    output::text(&bisect::table(&r));
+                    output::text(&bisect::summary(&r));
+                }
+            }
+            if let Some(j) = &b.junit {
+                std::fs::write(j, bisect::junit(&r)?)
+                    .with_context(|| format!("cannot write {}", j.display()))?;
+            }
+            return Ok(r.exit_code());
+        }
         Cmd::Matrix(m) => {
             let rows = matrix::run_matrix(env, &m.opts()?)?;
             match m.json {
@@ -192,7 +207,19 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
 
 fn tree(cmd: &TreeCmd, env: &Env) -> Result<()> {
     match cmd {
-        TreeCmd::Import { debian, tarball } => {
+        TreeCmd::Import {
+            debian,
+            tarball,
+            onto: Some(tree),
+        } => {
+            let commit = import::onto(debian.as_ref(), tarball.as_deref(), tree, &env.cache)?;
+            output::line(commit);
+        }
+        TreeCmd::Import {
+            debian,
+            tarball,
+            onto: None,
+        } => {
             let done = match (debian, tarball) {
                 (Some(v), _) => import::debian(v, &env.cache)?,
                 (None, Some(t)) => import::tarball(t, &env.cache)?,

@@ -207,6 +207,8 @@ pub struct Applied {
     pub tip: Oid,
     /// How many patches: "12", or "12 + 1 testing".
     pub count: String,
+    /// How many of the commits at the tip are testing patches.
+    pub testing: usize,
     pub outcome: Outcome,
     /// The kernel version the series was probed on ("6.12.118").
     pub version: String,
@@ -247,6 +249,7 @@ pub fn apply_series(
         base: r.base,
         tip: r.tip(),
         count: r.count(),
+        testing: r.testing.len(),
         outcome,
         version: l.probed.version,
     })

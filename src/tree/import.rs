@@ -76,34 +76,222 @@ pub struct Import {
 /// with apt-get when missing), or the version the spec names, from
 /// whichever Debian suite carries it.
 pub fn debian(spec: &DebianSpec, cache: &Path) -> Result<Import> {
-    let src = debian::fetch(spec, cache)?;
-    let (pkg, version) = (&src.package, &src.version);
-    let dest = cache
-        .join("trees")
-        .join(sanitize(&format!("debian-{pkg}-{version}")));
-    let marker = format!("{MARKER} debian {pkg} {version}");
-    let message = format!(
-        "Import Debian {pkg} {version}\n\nUnpacked from {} ({}) by zcsplice tree import.\n\n{marker}\n",
-        src.tarball.display(),
-        src.suite
-    );
-    import(&src.tarball, &dest, &marker, &message, cache)
+    let w = Wanted::debian(spec, cache)?;
+    import(&w, cache)
 }
 
 /// Imports any kernel tarball.
 pub fn tarball(tarball: &Path, cache: &Path) -> Result<Import> {
-    let tarball = tarball
-        .canonicalize()
-        .with_context(|| format!("cannot read {}", tarball.display()))?;
-    let size = std::fs::metadata(&tarball)?.len();
-    let name = tarball.file_name().unwrap_or_default().to_string_lossy();
-    let stem = name.split(".tar").next().unwrap_or(&name);
-    let dest = cache
-        .join("trees")
-        .join(sanitize(&format!("{stem}-{size}")));
-    let marker = format!("{MARKER} tarball {} size={size}", tarball.display());
-    let message = format!("Import {name}\n\nUnpacked by zcsplice tree import.\n\n{marker}\n");
-    import(&tarball, &dest, &marker, &message, cache)
+    let w = Wanted::tarball(tarball)?;
+    import(&w, cache)
+}
+
+/// A source to import: its tarball, the directory a tree of its own
+/// gets, and its commit's marker line and message.
+struct Wanted {
+    tarball: PathBuf,
+    /// The name of its own tree in <cache>/trees.
+    name: String,
+    marker: String,
+    message: String,
+    /// "7.2.9-1~bpo13+1", or the tarball's name.
+    label: String,
+}
+
+impl Wanted {
+    fn debian(spec: &DebianSpec, cache: &Path) -> Result<Wanted> {
+        let src = debian::fetch(spec, cache)?;
+        let (pkg, version) = (&src.package, &src.version);
+        let marker = format!("{MARKER} debian {pkg} {version}");
+        Ok(Wanted {
+            message: format!(
+                "Import Debian {pkg} {version}\n\nUnpacked from {} ({}) by zcsplice tree import.\n\n{marker}\n",
+                src.tarball.display(),
+                src.suite
+            ),
+            name: sanitize(&format!("debian-{pkg}-{version}")),
+            marker,
+            label: version.clone(),
+            tarball: src.tarball,
+        })
+    }
+
+    fn tarball(tarball: &Path) -> Result<Wanted> {
+        let tarball = tarball
+            .canonicalize()
+            .with_context(|| format!("cannot read {}", tarball.display()))?;
+        let size = std::fs::metadata(&tarball)?.len();
+        let name = tarball
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let stem = name.split(".tar").next().unwrap_or(&name);
+        let marker = format!("{MARKER} tarball {} size={size}", tarball.display());
+        Ok(Wanted {
+            message: format!("Import {name}\n\nUnpacked by zcsplice tree import.\n\n{marker}\n"),
+            name: sanitize(&format!("{stem}-{size}")),
+            marker,
+            label: name.clone(),
+            tarball,
+        })
+    }
+}
+
+/// `tree import --onto TREE`: the source as the next commit of TREE's
+/// import line (the branch whose tip an import made), so that several
+/// releases make one linear history to bisect. TREE must be clean; its
+/// checkout follows when it is on that branch. Importing a release the
+/// line has already is a no-op. Returns the new (or existing) commit.
+pub fn onto(
+    debian: Option<&DebianSpec>,
+    tarball: Option<&Path>,
+    tree: &Path,
+    cache: &Path,
+) -> Result<String> {
+    let w = match (debian, tarball) {
+        (Some(d), _) => Wanted::debian(d, cache)?,
+        (None, Some(t)) => Wanted::tarball(t)?,
+        (None, None) => bail!("--onto needs --debian or a tarball"),
+    };
+    let repo = Repository::open(tree)
+        .with_context(|| format!("--onto {}: not a git repository", tree.display()))?;
+    let (branch, tip) = import_line(&repo).with_context(|| {
+        format!(
+            "--onto {}: no branch ends at a `tree import` commit",
+            tree.display()
+        )
+    })?;
+    let mut c = repo.find_commit(tip)?;
+    loop {
+        if marker_line(&c).as_deref() == Some(w.marker.as_str()) {
+            log::info!("{} is on {branch} already: {}", w.label, c.id());
+            return Ok(c.id().to_string());
+        }
+        match c.parent(0) {
+            Ok(p) => c = p,
+            Err(_) => break,
+        }
+    }
+    let dirty = crate::tree::dirty_files(&repo)?;
+    if !dirty.is_empty() {
+        bail!(
+            "--onto {}: {} files are modified ({}); commit or stash them first",
+            tree.display(),
+            dirty.len(),
+            dirty.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let parent = cache.join("trees");
+    std::fs::create_dir_all(&parent)?;
+    sweep_partials(&parent);
+    let tmp = parent.join(format!(
+        ".onto-{}{}",
+        w.name,
+        partial_suffix(std::process::id())
+    ));
+    *partial() = Some(tmp.clone());
+    let made =
+        unpack(&w.tarball, &tmp).and_then(|()| commit_onto(tree, &tmp, &branch, tip, &w.message));
+    if partial().take().is_some() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    let new = made?;
+    let head_on_line = repo
+        .head()
+        .ok()
+        .and_then(|h| h.shorthand().map(str::to_string))
+        == Some(branch.clone());
+    if head_on_line {
+        // Clean before, so nothing of the user's is lost.
+        duct::cmd!("git", "-C", tree, "reset", "-q", "--hard", &new)
+            .run()
+            .context("cannot check out the new import")?;
+    }
+    log::info!(
+        "{}: {} on {branch} ({} files changed)",
+        w.label,
+        &new[..12],
+        changed(tree, tip, &new)
+    );
+    Ok(new)
+}
+
+/// The branch whose tip is an import commit, and that tip.
+fn import_line(repo: &Repository) -> Option<(String, git2::Oid)> {
+    let mut found = repo
+        .branches(Some(git2::BranchType::Local))
+        .ok()?
+        .filter_map(|b| b.ok())
+        .filter_map(|(b, _)| {
+            let c = b.get().peel_to_commit().ok()?;
+            marker_line(&c)?;
+            Some((b.name().ok()??.to_string(), c.id()))
+        });
+    found.next()
+}
+
+/// How many files differ between two commits.
+fn changed(tree: &Path, a: git2::Oid, b: &str) -> usize {
+    duct::cmd!("git", "-C", tree, "diff", "--name-only", a.to_string(), b)
+        .read()
+        .map(|o| o.lines().count())
+        .unwrap_or(0)
+}
+
+/// Commits the files of `dir` onto `tip` of `branch` in `tree`, through a
+/// scratch index (the tree's own index and checkout are not used), and
+/// moves the branch only if it is still at `tip`.
+fn commit_onto(
+    tree: &Path,
+    dir: &Path,
+    branch: &str,
+    tip: git2::Oid,
+    message: &str,
+) -> Result<String> {
+    log::info!("committing it onto {branch}");
+    let git_dir = Repository::open(tree)?.path().to_path_buf();
+    let index = PathBuf::from(format!("{}.index", dir.display()));
+    let git = |args: &[&str]| {
+        let mut all = vec![
+            "--git-dir",
+            git_dir.to_str().unwrap(),
+            "--work-tree",
+            dir.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        duct::cmd("git", &all)
+            .env("GIT_INDEX_FILE", &index)
+            .env("GIT_AUTHOR_NAME", "zcsplice")
+            .env("GIT_AUTHOR_EMAIL", "zcsplice@localhost")
+            .env("GIT_COMMITTER_NAME", "zcsplice")
+            .env("GIT_COMMITTER_EMAIL", "zcsplice@localhost")
+            .stderr_capture()
+            .read()
+    };
+    let made = (|| -> Result<String> {
+        // -f: the tarball's own .gitignore files must not drop shipped files.
+        git(&["add", "-A", "-f"])?;
+        let t = git(&["write-tree"])?;
+        let c = git(&[
+            "commit-tree",
+            t.trim(),
+            "-p",
+            &tip.to_string(),
+            "-m",
+            message,
+        ])?;
+        let c = c.trim().to_string();
+        git(&[
+            "update-ref",
+            &format!("refs/heads/{branch}"),
+            &c,
+            &tip.to_string(),
+        ])?;
+        Ok(c)
+    })();
+    let _ = std::fs::remove_file(&index);
+    made
 }
 
 /// The `Zcsplice-Import:` line of `c`'s message: `tree import` made it.
@@ -254,13 +442,10 @@ fn sweep_partials(parent: &Path) {
     }
 }
 
-fn import(
-    tarball: &Path,
-    dest: &Path,
-    marker: &str,
-    message: &str,
-    cache: &Path,
-) -> Result<Import> {
+fn import(w: &Wanted, cache: &Path) -> Result<Import> {
+    let (tarball, marker, message) = (&w.tarball, w.marker.as_str(), &w.message);
+    let dest = cache.join("trees").join(&w.name);
+    let dest = dest.as_path();
     let parent = dest.parent().expect("dest has a parent");
     sweep_partials(parent);
     let fresh = match marker_of(dest) {
@@ -327,6 +512,21 @@ fn import(
 }
 
 fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
+    unpack(tarball, tmp)?;
+    log::info!("committing the base tree");
+    let repo = Repository::init(tmp)?;
+    let mut index = repo.index()?;
+    // FORCE: the tarball's own .gitignore files must not drop shipped files.
+    index.add_all(["*"], IndexAddOption::FORCE, None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = Signature::now("zcsplice", "zcsplice@localhost")?;
+    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
+    Ok(())
+}
+
+/// A kernel tarball's files into `tmp`, its top directory stripped.
+fn unpack(tarball: &Path, tmp: &Path) -> Result<()> {
     std::fs::create_dir_all(tmp)?;
     log::info!("unpacking {}", tarball.display());
     let tar = duct::cmd!("tar", "-xf", tarball, "-C", tmp, "--strip-components=1");
@@ -342,15 +542,6 @@ fn unpack_and_commit(tarball: &Path, tmp: &Path, message: &str) -> Result<()> {
             tarball.display()
         );
     }
-    log::info!("committing the base tree");
-    let repo = Repository::init(tmp)?;
-    let mut index = repo.index()?;
-    // FORCE: the tarball's own .gitignore files must not drop shipped files.
-    index.add_all(["*"], IndexAddOption::FORCE, None)?;
-    index.write()?;
-    let tree = repo.find_tree(index.write_tree()?)?;
-    let sig = Signature::now("zcsplice", "zcsplice@localhost")?;
-    repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &[])?;
     Ok(())
 }
 

@@ -1,3 +1,4 @@
 //! Stages chained over trees.
 
+pub mod bisect;
 pub mod matrix;
