@@ -181,8 +181,8 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
             match b.json {
                 true => output::json(&r)?,
                 false => {
-                    output::text(&bisect::table(&r));
-                    output::text(&bisect::summary(&r));
+                    output::line(bisect::table(&r));
+                    output::line(bisect::summary(&r));
                 }
             }
             if let Some(j) = &b.junit {

@@ -47,8 +47,10 @@ pub struct BuildRequest {
     pub kernel: KernelOpts,
 }
 
-/// Builds what `req` asks for; a compiler failure is untestable (exit
-/// 125: bisect skips the commit).
+/// Builds what `req` asks for. The tree failing to configure or compile
+/// is untestable (exit 125: bisect skips the commit); any other failure
+/// (a fragment that cannot be read, git, the disk) is the machinery's
+/// (128: a bisect stops instead of skipping every commit).
 pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> {
     let opts = BuildOpts {
         branch: req.branch.clone(),
@@ -60,8 +62,14 @@ pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> 
             .jobs
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
     };
-    let built =
-        build(&env.series, &env.cache, &req.tree, &opts).map_err(crate::exit::untestable)?;
+    let built = build(&env.series, &env.cache, &req.tree, &opts).map_err(|e| {
+        // The tree's own failures (configure, make) are untestable;
+        // anything else is the machinery's.
+        match e.downcast_ref::<crate::exit::Exit>() {
+            Some(_) => e,
+            None => crate::exit::infrastructure(e),
+        }
+    })?;
     if built.up_to_date {
         log::info!("kernel up to date: {}", built.image.display());
     } else {
@@ -564,7 +572,7 @@ fn build_locked(
         || !outdir.join(".config").exists()
     {
         log::info!("configuring {} (O={})", src.dir.display(), outdir.display());
-        configure(&src.dir, &outdir, &frags, &mut log)?;
+        configure(&src.dir, &outdir, &frags, &mut log).map_err(crate::exit::untestable)?;
         std::fs::write(&cfg_stamp, &cfg_key)?;
     }
 
@@ -572,11 +580,13 @@ fn build_locked(
     drop(log);
     if !status.success() || !image.exists() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        return Err(BuildFailed {
-            first_error: first_error(&text, &src.dir),
-            log: log_path,
-        }
-        .into());
+        return Err(crate::exit::untestable(
+            BuildFailed {
+                first_error: first_error(&text, &src.dir),
+                log: log_path,
+            }
+            .into(),
+        ));
     }
     if prev_objects.is_none() || objects as u64 > prev_objects.unwrap_or(0) {
         std::fs::write(&objcount_path, objects.to_string())?;

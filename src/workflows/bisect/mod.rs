@@ -468,7 +468,7 @@ pub fn table(r: &Report) -> String {
     let mut t = crate::report::table(
         [
             "#", "COMMIT", "SUBJECT", "ROLE", "PREPARE", "BUILD", "TEST", "VERDICT", "BUILD S",
-            "BOOT S", "SECONDS",
+            "BOOT S", "SECONDS", "WHY",
         ],
         &[0, 8, 9, 10],
     );
@@ -495,6 +495,7 @@ pub fn table(r: &Report) -> String {
             format!("{:.0}", s.build.seconds),
             format!("{:.0}", s.test.seconds),
             format!("{:.0}", s.seconds),
+            s.detail.chars().take(70).collect(),
         ]);
     }
     t.trim_fmt()

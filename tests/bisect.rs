@@ -1,0 +1,141 @@
+//! `zcsplice bisect` end to end on a toy tree, up to the build (a toy tree
+//! builds no kernel, so every step is untestable): the user's tree, its
+//! branches and its own bisect are untouched, the bisect runs in the
+//! cache's clone, and the exit codes are git bisect run's. The kernel
+//! bisects (a first bad commit found by a guest test) are in the kernel
+//! tier. No root, network or kernel here.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+/// The toy tree with `n` more commits that leave the series' anchors be.
+fn toy_history(d: &Path, n: usize) -> std::path::PathBuf {
+    let t = toy_tree(d, true);
+    git(&t, &["config", "user.name", "t"]);
+    git(&t, &["config", "user.email", "t@example.org"]);
+    for i in 1..=n {
+        std::fs::write(t.join("mm/readahead.c"), format!("/* {i} */\n")).unwrap();
+        git(&t, &["add", "-A"]);
+        git(&t, &["commit", "-q", "-m", &format!("mm: change {i}")]);
+    }
+    t
+}
+
+/// The fixture series with the project's kernel config fragments, so that
+/// a build gets as far as configuring the toy tree (which fails: no
+/// kernel there).
+fn series_with_configs(d: &Path) -> std::path::PathBuf {
+    let s = d.join("series");
+    copy_dir(&fixture_series(), &s);
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/config"),
+        &s.join("vm/config"),
+    );
+    s
+}
+
+#[test]
+fn a_bisect_never_touches_the_users_tree_and_exits_125_when_nothing_builds() {
+    let d = tempfile::tempdir().unwrap();
+    let series = series_with_configs(d.path());
+    let t = toy_history(d.path(), 4);
+    let ts = t.to_str().unwrap();
+    // The user is in the middle of a bisect of their own.
+    git(&t, &["bisect", "start", "HEAD", "HEAD~3"]);
+    let before = repo_state(&t);
+    let cache = d.path().join("cache");
+    let o = zcsplice(
+        &[
+            "bisect", "--tree", ts, "--good", "master~4", "--bad", "master",
+        ],
+        &series,
+        &cache,
+    );
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(125), "{out}\n{err}");
+    assert!(out.contains("x86_64_defcon"), "{out}");
+    assert!(out.contains("bad end") && out.contains("skip"), "{out}");
+    assert!(
+        out.contains("only skipped commits are left; the first bad commit is one of: "),
+        "{out}"
+    );
+    assert_eq!(repo_state(&t), before, "the user's tree changed");
+    assert!(git(&t, &["bisect", "log"]).contains("git bisect start 'HEAD' 'HEAD~3'"));
+    // The clone has the bisect branch; the user's tree never had it.
+    let clone = cache.join("bisect/linux");
+    assert!(git(&clone, &["branch", "--list", "zcsplice-bisect"]).contains("zcsplice-bisect"));
+    assert!(git(&t, &["branch", "--list", "zcsplice-bisect"]).is_empty());
+    let runs: Vec<_> = std::fs::read_dir(cache.join("runs/bisect"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let dir = runs[0].as_ref().unwrap().path();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["found"]["kind"], "all-skipped", "{report:#}");
+    assert_eq!(
+        report["steps"][0]["prepare"]["status"], "pass",
+        "{report:#}"
+    );
+    assert_eq!(report["steps"][0]["build"]["status"], "fail", "{report:#}");
+}
+
+/// A harness failure (here: the series has no kernel config to build
+/// with) stops the bisect at its first step with exit 128, naming it,
+/// instead of skipping every commit; the user's tree is as it was.
+#[test]
+fn a_harness_failure_stops_the_bisect_with_128() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_history(d.path(), 4);
+    git(&t, &["checkout", "-q", "-b", "work", "master~1"]);
+    let before = repo_state(&t);
+    let o = zcsplice(
+        &[
+            "bisect",
+            "--tree",
+            t.to_str().unwrap(),
+            "--good",
+            "master~4",
+            "--bad",
+            "master",
+        ],
+        &fixture_series(),
+        &d.path().join("cache"),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(128), "{out}");
+    assert!(out.contains("bisect stopped (exit 128): "), "{out}");
+    assert!(out.contains("vm/config/base.config"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("bad end")).count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(repo_state(&t), before, "the user's tree changed");
+}
+
+#[test]
+fn a_commit_the_tree_lacks_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_history(d.path(), 1);
+    let o = zcsplice(
+        &[
+            "bisect",
+            "--tree",
+            t.to_str().unwrap(),
+            "--good",
+            "v0.0-none",
+            "--bad",
+            "master",
+        ],
+        &fixture_series(),
+        &d.path().join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("v0.0-none: no such commit in "), "{err}");
+}
