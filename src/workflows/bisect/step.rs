@@ -158,10 +158,20 @@ fn judge(r: &guest_tests::Report) -> (Verdict, String, Option<String>) {
         .collect();
     let excerpt = || {
         let mut x = String::new();
+        // The first FAIL lines say what broke; the last lines, how it ended.
         for t in &failed {
             x.push_str(&format!("{}:\n", t.name));
             let lines: Vec<&str> = t.output.lines().collect();
-            for l in &lines[lines.len().saturating_sub(15)..] {
+            let fails: Vec<&&str> = lines
+                .iter()
+                .filter(|l| l.contains("FAIL"))
+                .take(8)
+                .collect();
+            for l in fails {
+                x.push_str(&format!("{l}\n"));
+            }
+            x.push_str("...\n");
+            for l in &lines[lines.len().saturating_sub(3)..] {
                 x.push_str(&format!("{l}\n"));
             }
         }
@@ -313,7 +323,11 @@ mod tests {
         let (verdict, detail, excerpt) = judge(&r);
         assert_eq!(verdict, Verdict::Bad);
         assert_eq!(detail, "failed: splice-integrity");
-        assert!(excerpt.unwrap().contains("FAIL: byte 4096 differs"));
+        let excerpt = excerpt.unwrap();
+        assert!(
+            excerpt.starts_with("splice-integrity:\nFAIL: byte 4096 differs\n...\n"),
+            "{excerpt}"
+        );
         assert_eq!(v(&report(Run::Fail, vec![], vec![hung()])), Verdict::Bad);
         assert_eq!(v(&report(Run::Crash, vec![], vec![])), Verdict::Bad);
         assert_eq!(v(&report(Run::BootFailed, vec![], vec![])), Verdict::Bad);
