@@ -139,3 +139,57 @@ fn a_commit_the_tree_lacks_is_a_usage_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("v0.0-none: no such commit in "), "{err}");
 }
+
+/// `--in-series`: the series is applied on the base in the clone and its
+/// last patch, not the testing patch after it, is the bad end; the
+/// user's tree is untouched.
+#[test]
+fn the_in_series_bisect_starts_from_the_last_patch_of_the_series() {
+    let d = tempfile::tempdir().unwrap();
+    let series = series_with_configs(d.path());
+    std::fs::write(
+        series.join("patches/0099-testing.yaml"),
+        "subject: \"[DO NOT MERGE] toy: a testing knob\"\nbody: |\n  Testing only.\n\
+         edits:\n  - file: mm/knob.c\n    at: create\n    text: |\n      int knob;\n",
+    )
+    .unwrap();
+    let manifest = series.join("patches/series.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}testing:\n  - 0099-testing.yaml\n"),
+    )
+    .unwrap();
+    let t = toy_history(d.path(), 2);
+    let before = repo_state(&t);
+    let o = zcsplice(
+        &[
+            "bisect",
+            "--tree",
+            t.to_str().unwrap(),
+            "--in-series",
+            "--base",
+            "master~2",
+            "--json",
+        ],
+        &series,
+        &d.path().join("cache"),
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        r["steps"][0]["subject"], "mm: use toy_helper() in generic_perform_write (folio API)",
+        "{r:#}"
+    );
+    assert_eq!(r["steps"][0]["role"], "bad-end", "{r:#}");
+    // The testing patch was applied after it, and left out of the range.
+    let clone = d.path().join("cache/bisect/linux");
+    assert_eq!(
+        git(
+            &clone,
+            &["log", "-1", "--format=%s", "zcsplice-bisect-series"]
+        ),
+        "[DO NOT MERGE] toy: a testing knob"
+    );
+    assert_eq!(repo_state(&t), before, "the user's tree changed");
+}
