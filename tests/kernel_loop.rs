@@ -151,6 +151,38 @@ fn run_passes_on_the_demo_kernel_too() {
     every_test_passes(&t);
 }
 
+/// `--cmd`: a shell command in the guest is judged like a test named
+/// "command", alone when no --test is given: exit 0 passes (here it sees
+/// the series' counters), anything else fails the run with its output.
+#[test]
+#[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
+fn a_guest_command_is_judged_like_a_test() {
+    let (_one, t) = locked();
+    let (code, r) = run_json(&t, &["--cmd", "grep '^splice_move ' /proc/vmstat"]);
+    assert_eq!(
+        (code, &r["verdict"]),
+        (Some(0), &serde_json::json!("pass")),
+        "{r:#}"
+    );
+    let tests = r["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 1, "{r:#}");
+    assert_eq!(tests[0]["name"], "command");
+    assert!(
+        tests[0]["output"]
+            .as_str()
+            .unwrap()
+            .starts_with("splice_move "),
+        "{r:#}"
+    );
+    let (code, r) = run_json(&t, &["--cmd", "echo broken; exit 3"]);
+    assert_eq!(
+        (code, &r["verdict"]),
+        (Some(1), &serde_json::json!("fail")),
+        "{r:#}"
+    );
+    assert_eq!(r["tests"][0]["output"], "broken\n", "{r:#}");
+}
+
 fn every_test_passes(t: &Path) {
     let (code, r) = run_json(t, &[]);
     assert_eq!(r["verdict"], "pass", "{r:#}");

@@ -335,6 +335,11 @@ pub struct GuestArgs {
     /// Guest memory (qemu -m).
     #[arg(long, default_value = "2G")]
     pub memory: String,
+    /// A shell command to run in the guest after the tests (alone when no
+    /// --test is given), judged like a test named "command": exit 0
+    /// passes, 77 skips, anything else fails.
+    #[arg(long, value_name = "SHELL")]
+    pub cmd: Option<String>,
     /// NUMA nodes of the guest, sharing its memory evenly, every CPU on
     /// node 0 (splice-numa needs two, and skips on one).
     #[arg(long, default_value_t = TEST_NUMA_NODES, value_parser = clap::value_parser!(u32).range(1..=8))]
@@ -630,6 +635,7 @@ impl GuestArgs {
                 numa_nodes: self.numa_nodes,
             },
             fault,
+            command: self.cmd.clone(),
         }
     }
 }

@@ -307,6 +307,7 @@ fn demo(env: &Env, debian: &import::DebianSpec, timeout: u64) -> Result<u8> {
         tests: vec![],
         timeout,
         memory: "2G".into(),
+        cmd: None,
         numa_nodes: zcsplice::guest::boot::TEST_NUMA_NODES,
     };
     run_tests(env, &req, &guest.run_opts(None), false, None)

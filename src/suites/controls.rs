@@ -119,6 +119,7 @@ pub fn run_controls(
                 numa_nodes: crate::guest::boot::TEST_NUMA_NODES,
             },
             fault: Some(c.fault.clone()),
+            command: None,
         };
         let report = crate::suites::guest_tests::run_built(env, &built, &opts)?;
         if matches!(report.verdict, Verdict::VmFailed) {

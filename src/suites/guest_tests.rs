@@ -34,7 +34,13 @@ pub struct RunOpts {
     pub vm: VmOpts,
     /// Written to the series' fault knob before the tests (negative control).
     pub fault: Option<String>,
+    /// A shell command run in the guest after the tests, judged as a test
+    /// named COMMAND (exit 0 pass, 77 skip, else fail).
+    pub command: Option<String>,
 }
+
+/// The name the results give `RunOpts::command`.
+pub const COMMAND: &str = "command";
 
 /// Guest test names: every vm/tests/*.c (selftests only when asked by name).
 pub fn available_tests(project: &Path) -> Result<Vec<String>> {
@@ -90,7 +96,9 @@ pub fn run(
     logs: &Path,
     opts: &RunOpts,
 ) -> Result<Report> {
-    let names = if opts.tests.is_empty() {
+    let names = if opts.tests.is_empty() && opts.command.is_some() {
+        Vec::new()
+    } else if opts.tests.is_empty() {
         available_tests(project)?
             .into_iter()
             .filter(|n| !n.starts_with("selftest-"))
@@ -100,17 +108,20 @@ pub fn run(
     };
     let bindir = cache.join("guest-bin");
     compile_guest(project, "vm/tests", &names, &bindir)?;
-    let mut guest = Guest::tests(&bindir, &names)?;
+    let mut all = names.clone();
+    all.extend(opts.command.as_ref().map(|_| COMMAND.to_string()));
+    let mut guest = Guest::tests(&bindir, &all)?;
     guest.env = opts
         .fault
         .iter()
         .map(|f| ("ZCSPLICE_FAULT", f.clone()))
+        .chain(opts.command.iter().map(|c| ("ZCSPLICE_CMD", c.clone())))
         .collect();
     let images = disks::fresh(cache, &disks::TEST_DISKS)?;
     guest.disks = images.iter().map(|p| p.to_path_buf()).collect();
     let done = AtomicBool::new(false);
     let b = std::thread::scope(|s| {
-        s.spawn(|| watch_console(&logs.join("console.log"), names.len(), &done));
+        s.spawn(|| watch_console(&logs.join("console.log"), all.len(), &done));
         let b = boot(project, cache, image, logs, &guest, &opts.vm);
         done.store(true, Ordering::Relaxed);
         b

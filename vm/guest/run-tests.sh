@@ -11,6 +11,8 @@
 #
 # ZCSPLICE_FAULT, when set, is written to the series' fault-injection knob
 # before the first test (negative controls: the tests must then fail).
+# ZCSPLICE_CMD, when set, is the shell command the test named "command"
+# runs (zcsplice run --cmd, bisect --cmd).
 res=$1
 bin=$2
 shift 2
@@ -41,7 +43,10 @@ mark "kernel $(uname -r) up, running $#"
 for t in "$@"; do
 	mark "start $t"
 	t0=$(now)
-	if [ -x "$bin/$t" ]; then
+	if [ "$t" = command ] && [ -n "$ZCSPLICE_CMD" ]; then
+		sh -c "$ZCSPLICE_CMD" > "$res/$t.out" 2>&1
+		rc=$?
+	elif [ -x "$bin/$t" ]; then
 		"$bin/$t" > "$res/$t.out" 2>&1
 		rc=$?
 	else
