@@ -84,16 +84,11 @@ pub fn trees(trees: &[Imported]) {
 
 /// `tree versions`: each series' versions, newest first, and their suites.
 pub fn debian_versions(all: &[Offer]) {
-    let mut t = comfy_table::Table::new();
-    t.load_style(comfy_table::presets::NOTHING)
-        .set_header(["SERIES", "VERSION", "SUITE"]);
+    let mut t = zcsplice::report::table(["SERIES", "VERSION", "SUITE"], &[]);
     for o in all {
         for c in &o.versions {
             t.add_row([o.series.as_str(), &c.version, &c.suite]);
         }
-    }
-    for c in t.column_iter_mut() {
-        c.set_padding((0, 2));
     }
     println!("{}", t.trim_fmt());
 }

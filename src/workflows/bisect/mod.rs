@@ -170,20 +170,20 @@ impl Report {
 /// Runs `test` once, and again up to `retries` times while it says bad:
 /// a commit is bad only if every run fails. The step counts the runs.
 pub fn with_retries(retries: u32, mut test: impl FnMut() -> Step) -> Step {
-    let mut first_bad: Option<Step> = None;
+    let mut first_failure: Option<String> = None;
     for attempt in 1..=retries + 1 {
         let mut s = test();
         s.attempts = attempt;
         if s.verdict != Verdict::Bad {
-            if let (Some(b), Verdict::Good) = (&first_bad, s.verdict) {
-                s.detail = format!("passed on run {attempt} (run 1: {})", b.detail);
+            if let (Some(why), Verdict::Good) = (&first_failure, s.verdict) {
+                s.detail = format!("passed on run {attempt} (run 1: {why})");
             }
             return s;
         }
         if attempt == retries + 1 {
             return s;
         }
-        first_bad.get_or_insert(s);
+        first_failure.get_or_insert(s.detail);
     }
     unreachable!("the loop returns")
 }
@@ -270,27 +270,23 @@ pub fn bisect(
         candidates: vec![s.commit.clone()],
     };
 
-    let mut s = test(bad, Role::BadEnd);
-    s.role = Role::BadEnd;
-    let v = s.verdict;
-    steps.push(s);
-    let last = steps.last().unwrap();
-    match v {
-        Verdict::Bad => {}
-        Verdict::Good => return end(Found::NoBadCommit, steps),
-        Verdict::Skip => return end(untestable(last), steps),
-        Verdict::Stop(code) => return end(stopped(last, code), steps),
-    }
-    let mut s = test(good, Role::GoodEnd);
-    s.role = Role::GoodEnd;
-    let v = s.verdict;
-    steps.push(s);
-    let last = steps.last().unwrap();
-    match v {
-        Verdict::Good => {}
-        Verdict::Bad => return end(Found::GoodEndFails, steps),
-        Verdict::Skip => return end(untestable(last), steps),
-        Verdict::Stop(code) => return end(stopped(last, code), steps),
+    // Each end must say what it is said to be, else that is the finding.
+    for (commit, role, want, otherwise) in [
+        (bad, Role::BadEnd, Verdict::Bad, Found::NoBadCommit),
+        (good, Role::GoodEnd, Verdict::Good, Found::GoodEndFails),
+    ] {
+        let mut s = test(commit, role);
+        s.role = role;
+        let found = match s.verdict {
+            v if v == want => None,
+            Verdict::Skip => Some(untestable(&s)),
+            Verdict::Stop(code) => Some(stopped(&s, code)),
+            _ => Some(otherwise),
+        };
+        steps.push(s);
+        if let Some(f) = found {
+            return end(f, steps);
+        }
     }
 
     let mut said = parse_said(&git(
@@ -389,7 +385,7 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
         Mode::InSeries { base } => {
             let base = match base {
                 Some(b) => resolve(b)?,
-                None => crate::tree::Tree::open(&o.tree, None)?.base.to_string(),
+                None => user.base.to_string(),
             };
             in_series_range(env, &clone, &base, o.run.fault.is_some())?
         }

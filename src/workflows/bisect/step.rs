@@ -43,16 +43,21 @@ impl KernelStep<'_> {
     pub fn test(&self, commit: &str) -> Step {
         let start = Instant::now();
         let mut s = Step::new(commit, &subject(&self.clone, commit));
-        let t = Instant::now();
-        if let Err(e) = self.prepare(commit) {
-            s.prepare = Stage::fail(t.elapsed().as_secs_f64());
-            s.verdict = match exit::code_of(&e) {
+        // A stage's error ends the step: untestable is a skip, anything
+        // else stops the bisect with its code.
+        let failed = |mut s: Step, e: &anyhow::Error| {
+            s.verdict = match exit::code_of(e) {
                 exit::SKIP => Verdict::Skip,
                 code => Verdict::Stop(code),
             };
-            s.detail = first_line(&e);
+            s.detail = first_line(e);
             s.seconds = start.elapsed().as_secs_f64();
-            return s;
+            s
+        };
+        let t = Instant::now();
+        if let Err(e) = self.prepare(commit) {
+            s.prepare = Stage::fail(t.elapsed().as_secs_f64());
+            return failed(s, &e);
         }
         s.prepare = Stage::pass(t.elapsed().as_secs_f64());
         let req = BuildRequest {
@@ -65,13 +70,7 @@ impl KernelStep<'_> {
             Ok(b) => b,
             Err(e) => {
                 s.build = Stage::fail(t.elapsed().as_secs_f64());
-                s.verdict = match exit::code_of(&e) {
-                    exit::SKIP => Verdict::Skip,
-                    code => Verdict::Stop(code),
-                };
-                s.detail = first_line(&e);
-                s.seconds = start.elapsed().as_secs_f64();
-                return s;
+                return failed(s, &e);
             }
         };
         s.build = Stage::pass(t.elapsed().as_secs_f64());
