@@ -142,7 +142,9 @@ fn a_commit_the_tree_lacks_is_a_usage_error() {
 
 /// `--in-series`: the series is applied on the base in the clone and its
 /// last patch, not the testing patch after it, is the bad end; the
-/// user's tree is untouched.
+/// user's tree is untouched. The testing patches go on top only when a
+/// fault needs their knob: one that does not apply here stops only the
+/// bisects that need it.
 #[test]
 fn the_in_series_bisect_starts_from_the_last_patch_of_the_series() {
     let d = tempfile::tempdir().unwrap();
@@ -150,7 +152,8 @@ fn the_in_series_bisect_starts_from_the_last_patch_of_the_series() {
     std::fs::write(
         series.join("patches/0099-testing.yaml"),
         "subject: \"[DO NOT MERGE] toy: a testing knob\"\nbody: |\n  Testing only.\n\
-         edits:\n  - file: mm/knob.c\n    at: create\n    text: |\n      int knob;\n",
+         edits:\n  - file: mm/readahead.c\n    at: after\n    anchor: |\n      \
+         not in this tree\n    text: |\n      int knob;\n",
     )
     .unwrap();
     let manifest = series.join("patches/series.yaml");
@@ -162,19 +165,17 @@ fn the_in_series_bisect_starts_from_the_last_patch_of_the_series() {
     .unwrap();
     let t = toy_history(d.path(), 2);
     let before = repo_state(&t);
-    let o = zcsplice(
-        &[
-            "bisect",
-            "--tree",
-            t.to_str().unwrap(),
-            "--in-series",
-            "--base",
-            "master~2",
-            "--json",
-        ],
-        &series,
-        &d.path().join("cache"),
-    );
+    let ts = t.to_str().unwrap();
+    let args = [
+        "bisect",
+        "--tree",
+        ts,
+        "--in-series",
+        "--base",
+        "master~2",
+        "--json",
+    ];
+    let o = zcsplice(&args, &series, &d.path().join("cache"));
     assert_eq!(o.status.code(), Some(125));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -182,14 +183,75 @@ fn the_in_series_bisect_starts_from_the_last_patch_of_the_series() {
         "{r:#}"
     );
     assert_eq!(r["steps"][0]["role"], "bad-end", "{r:#}");
-    // The testing patch was applied after it, and left out of the range.
+    // The range ends at the series' last patch; no testing patch was needed.
     let clone = d.path().join("cache/bisect/linux");
     assert_eq!(
         git(
             &clone,
             &["log", "-1", "--format=%s", "zcsplice-bisect-series"]
         ),
-        "[DO NOT MERGE] toy: a testing knob"
+        "mm: use toy_helper() in generic_perform_write (folio API)"
+    );
+    // A fault needs the testing patch, which does not apply here.
+    let with_fault: Vec<&str> = args.iter().copied().chain(["--fault", "x"]).collect();
+    let o = zcsplice(&with_fault, &series, &d.path().join("cache"));
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("patches/0099-testing.yaml:5: patch \"[DO NOT MERGE] toy"),
+        "{err}"
     );
     assert_eq!(repo_state(&t), before, "the user's tree changed");
+}
+
+/// An xfstests selection is checked before anything is cloned or built:
+/// no xfstests says how to get one (exit 128), a test it lacks is a
+/// usage error (exit 2).
+#[test]
+fn an_xfstests_selection_is_checked_before_any_build() {
+    let d = tempfile::tempdir().unwrap();
+    let t = toy_history(d.path(), 1);
+    let cache = d.path().join("cache");
+    let run = |xfstests: &Path| {
+        zcsplice(
+            &[
+                "bisect",
+                "--tree",
+                t.to_str().unwrap(),
+                "--good",
+                "master~1",
+                "--bad",
+                "master",
+                "--xfstests-test",
+                "generic/999",
+                "--xfstests",
+                xfstests.to_str().unwrap(),
+            ],
+            &fixture_series(),
+            &cache,
+        )
+    };
+    let o = run(&d.path().join("none"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128), "{err}");
+    assert!(err.contains("zcsplice does not build xfstests"), "{err}");
+    assert!(!cache.join("bisect").exists());
+    // xfstests is found (a fake install with the one test the fake has)
+    // but not the test asked for.
+    let x = d.path().join("xfstests");
+    for dir in ["tests/generic", "common", "ltp", "src"] {
+        std::fs::create_dir_all(x.join(dir)).unwrap();
+    }
+    for f in ["check", "ltp/fsstress", "tests/generic/group.list"] {
+        std::fs::write(x.join(f), "").unwrap();
+    }
+    std::fs::write(x.join("tests/generic/001"), "").unwrap();
+    let o = run(&x);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!cache.join("bisect").exists());
+    assert!(
+        o.status.code() == Some(2) && err.contains("generic/999: no such test in "),
+        "{:?} {err}",
+        o.status.code()
+    );
 }

@@ -15,6 +15,7 @@ use zcsplice::suites::guest_tests::RunOpts;
 use zcsplice::suites::{bench, xfstests};
 use zcsplice::tree::{import, TreeSpec};
 use zcsplice::workflows::bisect;
+use zcsplice::workflows::bisect::selection::{Selection, XfstestsAsk};
 use zcsplice::workflows::matrix;
 
 #[derive(Parser)]
@@ -380,6 +381,21 @@ pub struct BisectArgs {
     /// Inject this fault through the series' debugfs knob at each step.
     #[arg(long, value_name = "NAME")]
     pub fault: Option<String>,
+    /// Run this xfstests test at each step instead of guest tests
+    /// (fresh disks, no baseline: the good end is the baseline); repeatable.
+    #[arg(long = "xfstests-test", value_name = "TEST", conflicts_with_all = ["fault", "tests", "cmd"])]
+    pub xfstests_tests: Vec<String>,
+    /// Run the tests of this xfstests group at each step (e.g. quick);
+    /// repeatable.
+    #[arg(long = "xfstests-group", value_name = "GROUP", conflicts_with_all = ["fault", "tests", "cmd"])]
+    pub xfstests_groups: Vec<String>,
+    /// With --xfstests-test/-group: a built xfstests tree [default:
+    /// $XFSTESTS_DIR, else /var/lib/xfstests].
+    #[arg(long, value_name = "DIR")]
+    pub xfstests: Option<PathBuf>,
+    /// With --xfstests-test/-group: the filesystem (FSTYP).
+    #[arg(long, default_value_t = xfstests::Request::default().fs)]
+    pub fs: String,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -405,8 +421,25 @@ impl BisectArgs {
             mode,
             retries: self.retries,
             kernel: self.kernel.opts(),
-            run: self.guest.run_opts(self.fault.clone()),
+            selection: self.selection(),
         }
+    }
+
+    fn selection(&self) -> Selection {
+        if self.xfstests_tests.is_empty() && self.xfstests_groups.is_empty() {
+            return Selection::Guest(self.guest.run_opts(self.fault.clone()));
+        }
+        let mut vm = self.guest.run_opts(None).vm;
+        // As `zcsplice xfstests` boots: one node, its disks on the guest.
+        vm.numa_nodes = 1;
+        Selection::Xfstests(XfstestsAsk {
+            dir: self.xfstests.clone(),
+            dir_env: xfstests_env(),
+            fs: self.fs.clone(),
+            tests: self.xfstests_tests.clone(),
+            groups: self.xfstests_groups.clone(),
+            vm,
+        })
     }
 }
 

@@ -122,6 +122,7 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
             &tree.spec(),
             branch.as_deref(),
             *force,
+            apply::Testing::With,
         )?),
         Cmd::Build(b) => output::line(build_kernel(env, &b.request())?.image.display()),
         Cmd::Run {
@@ -296,7 +297,7 @@ fn demo(env: &Env, debian: &import::DebianSpec, timeout: u64) -> Result<u8> {
         path: tree.clone(),
         base: None,
     };
-    let applied = apply::apply_series(env, &spec, None, false)?;
+    let applied = apply::apply_series(env, &spec, None, false, apply::Testing::With)?;
     output::note(&applied);
     let req = BuildRequest {
         tree,

@@ -230,6 +230,15 @@ impl std::fmt::Display for Applied {
     }
 }
 
+/// Whether the testing patches (series.yaml `testing`) go on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Testing {
+    With,
+    /// The series alone: a testing patch that does not apply here cannot
+    /// make a tree untestable for a run that does not need it.
+    Without,
+}
+
 /// Renders the series for `spec` and commits it as `branch` [default:
 /// zcsplice/<version>], checked out; `apply` keeps the user's work safe.
 /// A series that does not render or apply here is untestable (exit 125).
@@ -238,8 +247,12 @@ pub fn apply_series(
     spec: &crate::tree::TreeSpec,
     branch: Option<&str>,
     force: bool,
+    testing: Testing,
 ) -> Result<Applied> {
-    let l = crate::series::load(env, spec)?;
+    let mut l = crate::series::load(env, spec)?;
+    if testing == Testing::Without {
+        l.series.testing.clear();
+    }
     let r = crate::series::render::render(&l.series, &l.tree, &l.probed)
         .map_err(crate::exit::untestable)?;
     let branch = branch.map_or_else(|| format!("zcsplice/{}", l.probed.version), str::to_string);

@@ -174,7 +174,13 @@ pub fn run_matrix(env: &crate::env::Env, m: &Opts) -> Result<Vec<Row>> {
                     Outcome::pass(render_detail(&r), Some(out))
                 }
                 Stage::Apply => {
-                    let a = crate::series::apply::apply_series(env, &spec, None, m.force)?;
+                    let a = crate::series::apply::apply_series(
+                        env,
+                        &spec,
+                        None,
+                        m.force,
+                        crate::series::apply::Testing::With,
+                    )?;
                     let done = match a.outcome {
                         crate::series::apply::Outcome::UpToDate => "up to date",
                         crate::series::apply::Outcome::Created => "created",

@@ -165,6 +165,34 @@ pub fn run_request(env: &crate::env::Env, x: &Request) -> Result<Report> {
     Ok(report)
 }
 
+/// Runs `opts.tests` on a built kernel with no baseline, for a caller
+/// that judges the results itself (a bisect step); report.json goes to
+/// the run's logs. A VM that cannot start is an infrastructure failure.
+pub fn run_built(
+    env: &crate::env::Env,
+    inst: &Install,
+    built: &crate::kernel::build::Built,
+    opts: &Opts,
+) -> Result<Report> {
+    let logs = env.run_logs(built);
+    log::info!("xfstests logs: {}", logs.display());
+    let report = run(
+        &env.series,
+        &env.cache,
+        inst,
+        &kernel_of(built),
+        None,
+        &logs,
+        opts,
+    )
+    .map_err(crate::exit::infrastructure)?;
+    std::fs::write(
+        logs.join("report.json"),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    Ok(report)
+}
+
 /// The base commit of a zcsplice branch (recorded by `zcsplice apply`) and
 /// a revision naming it for `build`: a local branch at that commit (so the
 /// cache's build directory for it is reused), else the commit itself.
@@ -222,6 +250,7 @@ pub struct Kernel {
     pub release: String,
 }
 
+#[derive(Debug, Clone)]
 pub struct Opts {
     pub fs: String,
     pub mkfs_options: String,

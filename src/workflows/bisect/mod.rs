@@ -8,6 +8,7 @@
 //! bad commit in the range, a good end that fails means the culprit is
 //! outside it (syzbot's most common false result is trusting them).
 
+pub mod selection;
 pub mod step;
 
 use anyhow::{bail, Context, Result};
@@ -338,7 +339,8 @@ pub struct Opts {
     /// Runs again a step that failed, up to this many times.
     pub retries: u32,
     pub kernel: crate::kernel::build::KernelOpts,
-    pub run: crate::suites::guest_tests::RunOpts,
+    /// What each step runs on its kernel.
+    pub selection: selection::Selection,
 }
 
 #[derive(Debug, Clone)]
@@ -357,7 +359,11 @@ pub enum Mode {
 /// report goes to <cache>/runs/bisect/<time>/ too (report.json,
 /// bisect.log).
 pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
-    crate::suites::guest_tests::check_tests(&env.series, &o.run.tests)?;
+    let ready = o.selection.ready(&env.series)?;
+    let testing = match o.selection.needs_testing() {
+        true => crate::series::apply::Testing::With,
+        false => crate::series::apply::Testing::Without,
+    };
     let user = crate::tree::Tree::open(&o.tree, None)?;
     let resolve = |rev: &str| -> Result<String> {
         user.repo
@@ -377,7 +383,7 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
         Mode::Upstream { good, bad, series } => {
             let (good, bad) = (resolve(good)?, resolve(bad)?);
             let onto = match series {
-                true => step::Onto::Series,
+                true => step::Onto::Series(testing),
                 false => step::Onto::Nothing,
             };
             (good, bad, onto)
@@ -387,7 +393,7 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
                 Some(b) => resolve(b)?,
                 None => user.base.to_string(),
             };
-            in_series_range(env, &clone, &base, o.run.fault.is_some())?
+            in_series_range(env, &clone, &base, testing)?
         }
     };
     let ks = step::KernelStep {
@@ -395,7 +401,7 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
         clone: clone.clone(),
         onto,
         kernel: o.kernel.clone(),
-        run: o.run.clone(),
+        selection: ready,
     };
     let mut n = 0;
     let report = bisect(&clone, &good, &bad, |c, role| {
@@ -425,20 +431,27 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
 
 /// The in-series range: the series applied on `base` in the clone, its
 /// patches as commits; good is the base, bad the last patch that is not
-/// a testing patch. The testing patches go on top of each step when
-/// `testing` (a fault needs their knob).
+/// a testing patch. The testing patches go on top of each step when the
+/// selection needs them (a fault needs their knob); else they are left
+/// out, so one that does not apply cannot stop the bisect.
 fn in_series_range(
     env: &crate::env::Env,
     clone: &Path,
     base: &str,
-    testing: bool,
+    testing: crate::series::apply::Testing,
 ) -> Result<(String, String, step::Onto)> {
     git(clone, &["checkout", "-q", "-f", "--detach", base], true)?;
     let spec = crate::tree::TreeSpec {
         path: clone.to_path_buf(),
         base: Some(base.to_string()),
     };
-    let a = crate::series::apply::apply_series(env, &spec, Some("zcsplice-bisect-series"), true)?;
+    let a = crate::series::apply::apply_series(
+        env,
+        &spec,
+        Some("zcsplice-bisect-series"),
+        true,
+        testing,
+    )?;
     let n_testing = a.testing;
     let commits: Vec<String> = git(
         clone,
@@ -452,9 +465,9 @@ fn in_series_range(
         bail!("the series has no patch to bisect on {base}");
     };
     let (patches, picks) = commits.split_at(split);
-    let onto = match testing {
-        true => step::Onto::Picks(picks.to_vec()),
-        false => step::Onto::Nothing,
+    let onto = match picks.is_empty() {
+        false => step::Onto::Picks(picks.to_vec()),
+        true => step::Onto::Nothing,
     };
     Ok((a.base.to_string(), patches[split - 1].clone(), onto))
 }
