@@ -669,6 +669,7 @@ impl GuestArgs {
             },
             fault,
             command: self.cmd.clone(),
+            partial_series: false,
         }
     }
 }

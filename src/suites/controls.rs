@@ -120,6 +120,7 @@ pub fn run_controls(
             },
             fault: Some(c.fault.clone()),
             command: None,
+            partial_series: false,
         };
         let report = crate::suites::guest_tests::run_built(env, &built, &opts)?;
         if matches!(report.verdict, Verdict::VmFailed) {

@@ -37,6 +37,10 @@ pub struct RunOpts {
     /// A shell command run in the guest after the tests, judged as a test
     /// named COMMAND (exit 0 pass, 77 skip, else fail).
     pub command: Option<String>,
+    /// Only part of the series is applied (a step of an in-series
+    /// bisect): the tests check data and that nothing moves where it must
+    /// not, but do not require moves (ZCSPLICE_MOVES=optional).
+    pub partial_series: bool,
 }
 
 /// The name the results give `RunOpts::command`.
@@ -87,6 +91,16 @@ pub fn run_built(env: &crate::env::Env, built: &Built, opts: &RunOpts) -> Result
     .map_err(crate::exit::infrastructure)
 }
 
+/// What vm/guest/run-tests.sh and the tests read from their environment.
+fn guest_env(opts: &RunOpts) -> Vec<(&'static str, String)> {
+    let fault = opts.fault.iter().map(|f| ("ZCSPLICE_FAULT", f.clone()));
+    let command = opts.command.iter().map(|c| ("ZCSPLICE_CMD", c.clone()));
+    let moves = opts
+        .partial_series
+        .then(|| ("ZCSPLICE_MOVES", "optional".to_string()));
+    fault.chain(command).chain(moves).collect()
+}
+
 /// Boots `image` and runs the tests; `logs` receives console.log and the results.
 pub fn run(
     project: &Path,
@@ -111,12 +125,7 @@ pub fn run(
     let mut all = names.clone();
     all.extend(opts.command.as_ref().map(|_| COMMAND.to_string()));
     let mut guest = Guest::tests(&bindir, &all)?;
-    guest.env = opts
-        .fault
-        .iter()
-        .map(|f| ("ZCSPLICE_FAULT", f.clone()))
-        .chain(opts.command.iter().map(|c| ("ZCSPLICE_CMD", c.clone())))
-        .collect();
+    guest.env = guest_env(opts);
     let images = disks::fresh(cache, &disks::TEST_DISKS)?;
     guest.disks = images.iter().map(|p| p.to_path_buf()).collect();
     let done = AtomicBool::new(false);
@@ -296,6 +305,31 @@ pub fn write_junit(r: &Report, path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_series_tells_the_tests_moves_are_optional() {
+        let mut o = RunOpts {
+            tests: vec![],
+            vm: VmOpts {
+                timeout: std::time::Duration::from_secs(1),
+                memory: "2G".into(),
+                cpus: 2,
+                numa_nodes: 1,
+            },
+            fault: Some("stale-donor".into()),
+            command: None,
+            partial_series: false,
+        };
+        assert_eq!(guest_env(&o), [("ZCSPLICE_FAULT", "stale-donor".into())]);
+        o.partial_series = true;
+        assert_eq!(
+            guest_env(&o),
+            [
+                ("ZCSPLICE_FAULT", "stale-donor".to_string()),
+                ("ZCSPLICE_MOVES", "optional".to_string())
+            ]
+        );
+    }
 
     fn report() -> Report {
         let test = |name: &str, result: &str, seconds: f64, output: &str| TestResult {

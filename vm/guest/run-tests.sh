@@ -13,6 +13,9 @@
 # before the first test (negative controls: the tests must then fail).
 # ZCSPLICE_CMD, when set, is the shell command the test named "command"
 # runs (zcsplice run --cmd, bisect --cmd).
+# ZCSPLICE_MOVES=optional: only part of the series is applied (a step of
+# an in-series bisect); the tests do not require moves (moves_required()
+# in vm/tests/guest.h). The tests read it from their environment.
 res=$1
 bin=$2
 shift 2

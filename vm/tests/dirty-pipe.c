@@ -433,7 +433,7 @@ int main(void)
 	int nfs = 2, ndisks = 0, rc;
 
 	counters = vmstat("splice_move") >= 0;
-	require_moves = counters && sw == 1;
+	require_moves = moves_required();
 	if (!counters)
 		printf("splice_move counter: absent (unpatched kernel), checking data only\n");
 	else

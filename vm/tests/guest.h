@@ -91,6 +91,22 @@ static inline int set_splice_move(int mode)
 	return write_file("/proc/sys/vm/splice_move", val);
 }
 
+/*
+ * Whether the tests may require pages to move: the kernel has the series'
+ * counters, vm.splice_move is 1, and zcsplice did not boot it for a step
+ * of an in-series bisect (ZCSPLICE_MOVES=optional), where the filesystem
+ * under test may not take donors yet. Data checks, and checks that a page
+ * must not move, hold on every kernel.
+ */
+static inline int moves_required(void)
+{
+	const char *m = getenv("ZCSPLICE_MOVES");
+
+	return vmstat("splice_move") >= 0 &&
+	       read_number("/proc/sys/vm/splice_move") == 1 &&
+	       !(m && !strcmp(m, "optional"));
+}
+
 /* Syncs and drops clean page cache: a moved page not dirtied is lost. */
 static inline int drop_caches(void)
 {

@@ -294,7 +294,8 @@ static int run(const char *dir, const struct kind *k, struct result *r)
 	return err;
 }
 
-static int require;	/* the series is there and vm.splice_move is 1 */
+static int counted;	/* the series is there and vm.splice_move is 1 */
+static int require;	/* ... and pages must move (moves_required()) */
 
 /* One expectation of a run; counts a failure when it does not hold. */
 static void expect(int ok, const char *dir, const char *kind, const char *what,
@@ -324,10 +325,10 @@ static void run_on(const char *dir, int moves)
 	if (require && moves && lf == 0)
 		expect(r.moved >= NPAGES * 9 / 10, dir, "aligned",
 		       "too few page-aligned whole pages moved", r.moved);
-	if (require && lf == 1)
+	if (counted && lf == 1)
 		expect(!r.taken, dir, "aligned",
 		       "pages taken from the pipe, then copied", r.taken);
-	if (require && !moves)
+	if (counted && !moves)
 		expect(!r.moved, dir, "aligned", "pages moved, where it must copy",
 		       r.moved);
 
@@ -335,7 +336,7 @@ static void run_on(const char *dir, int moves)
 	if (require && moves)
 		expect(r.moved >= NPAGES * 9 / 10, dir, "pages",
 		       "too few single pages moved", r.moved);
-	if (require && !moves)
+	if (counted && !moves)
 		expect(!r.moved, dir, "pages", "pages moved, where it must copy",
 		       r.moved);
 
@@ -343,7 +344,7 @@ static void run_on(const char *dir, int moves)
 	if (require && moves && lf == 0)
 		expect(r.moved >= NPAGES * 9 / 10, dir, "large",
 		       "too few 64 KiB splices moved", r.moved);
-	if (require && lf == 1) {
+	if (counted && lf == 1) {
 		long written[FOLIO_ORDERS];
 
 		failures += write_orders(dir, written);
@@ -356,7 +357,7 @@ static void run_on(const char *dir, int moves)
 		expect(!r.taken, dir, "large",
 		       "pages taken from the pipe, then copied", r.taken);
 	}
-	if (require && !moves)
+	if (counted && !moves)
 		expect(!r.moved, dir, "large", "pages moved, where it must copy",
 		       r.moved);
 
@@ -394,7 +395,8 @@ int main(void)
 	long sw = read_number("/proc/sys/vm/splice_move");
 	int counters = vmstat("splice_move") >= 0;
 
-	require = counters && sw == 1;
+	counted = counters && sw == 1;
+	require = moves_required();
 	data = malloc(TOTAL);
 	if (!data)
 		return 1;

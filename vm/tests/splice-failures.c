@@ -130,8 +130,9 @@ static void unasked(void)
 	check(splice(p[0], NULL, fd, &off, 64 * PAGE, SPLICE_F_MOVE) == 64 * PAGE,
 	      "unasked: splice with SPLICE_F_MOVE wrote 64 pages");
 	m2 = vmstat("splice_move");
-	check(m2 - m1 >= 60, "unasked: with SPLICE_F_MOVE, %ld of 64 pages moved",
-	      m2 - m1);
+	if (moves_required())
+		check(m2 - m1 >= 60, "unasked: with SPLICE_F_MOVE, %ld of 64 pages moved",
+		      m2 - m1);
 	close(p[0]);
 	close(p[1]);
 out:

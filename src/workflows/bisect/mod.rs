@@ -359,7 +359,7 @@ pub enum Mode {
 /// report goes to <cache>/runs/bisect/<time>/ too (report.json,
 /// bisect.log).
 pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
-    let ready = o.selection.ready(&env.series)?;
+    let mut ready = o.selection.ready(&env.series)?;
     let testing = match o.selection.needs_testing() {
         true => crate::series::apply::Testing::With,
         false => crate::series::apply::Testing::Without,
@@ -393,6 +393,7 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
                 Some(b) => resolve(b)?,
                 None => user.base.to_string(),
             };
+            ready = ready.partial_series();
             in_series_range(env, &clone, &base, testing)?
         }
     };

@@ -89,6 +89,21 @@ pub struct Outcome {
 }
 
 impl Ready {
+    /// For the steps of an in-series bisect, where only a prefix of the
+    /// series is applied: a guest test must not require moves that a
+    /// later patch makes possible (the filesystem under test may not take
+    /// donors yet), or the first patch adding the counters would always
+    /// be blamed.
+    pub fn partial_series(self) -> Ready {
+        match self {
+            Ready::Guest(mut r) => {
+                r.partial_series = true;
+                Ready::Guest(r)
+            }
+            x => x,
+        }
+    }
+
     /// Boots `built` and runs the selection. An error is the harness's.
     pub fn run(&self, env: &crate::env::Env, built: &Built) -> Result<Outcome> {
         match self {
