@@ -363,7 +363,9 @@ pub struct BisectArgs {
     pub no_series: bool,
     /// Bisect the series' own patches on --base: which one first makes the
     /// selection fail (each prefix is built; the testing patches go on top
-    /// when --fault needs their knob).
+    /// when --fault needs their knob). The guest tests do not require
+    /// pages to move here (a prefix cannot move into filesystems a later
+    /// patch converts): data, safety and kernel reports decide.
     #[arg(long, conflicts_with_all = ["good", "bad"])]
     pub in_series: bool,
     /// With --in-series: the commit the series applies on [default: the
