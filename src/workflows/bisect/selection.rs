@@ -109,7 +109,11 @@ impl Ready {
         match self {
             Ready::Guest(opts) => {
                 let r = guest_tests::run_built(env, built, opts)?;
-                Ok(judge_guest(&r))
+                let mut o = judge_guest(&r);
+                if r.verdict == Run::VmFailed {
+                    o.detail.push_str(&why_no_vm(&r.logs.join("console.log")));
+                }
+                Ok(o)
             }
             Ready::Xfstests(inst, opts) => {
                 let r = xfstests::run_built(env, inst, built, opts)?;
@@ -117,6 +121,17 @@ impl Ready {
             }
         }
     }
+}
+
+/// What qemu or vng said when the VM did not start: the console's last
+/// line (": ..."), or nothing.
+fn why_no_vm(console: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(console).unwrap_or_default();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(": {}", l.trim()))
+        .unwrap_or_default()
 }
 
 /// A failed test's name and output, as the excerpt shows it: its first
@@ -276,6 +291,22 @@ mod tests {
             test: None,
             text: "INFO: task x blocked\nCall Trace:".into(),
         }
+    }
+
+    #[test]
+    fn a_vm_that_did_not_start_says_why() {
+        let d = tempfile::tempdir().unwrap();
+        let console = d.path().join("console.log");
+        assert_eq!(why_no_vm(&console), "");
+        std::fs::write(
+            &console,
+            "qemu-system-x86_64: -drive file=x: Could not open 'x': No space left on device\n\n",
+        )
+        .unwrap();
+        assert_eq!(
+            why_no_vm(&console),
+            ": qemu-system-x86_64: -drive file=x: Could not open 'x': No space left on device"
+        );
     }
 
     #[test]
