@@ -148,6 +148,19 @@ fn failed_excerpt(name: &str, output: &str, x: &mut String) {
     }
 }
 
+/// A failed xfstests test as the excerpt shows it: why xfstests failed
+/// it, and the lines its output differs in from the golden output.
+fn xfstests_excerpt(t: &xfstests::Row, x: &mut String) {
+    x.push_str(&format!("{} {}\n", t.test, t.message));
+    let changed = t.output.lines().map(str::trim_start).filter(|l| {
+        let header = l.starts_with("+++") || l.starts_with("---");
+        (l.starts_with('+') || l.starts_with('-')) && !header && *l != t.message
+    });
+    for l in changed.take(8) {
+        x.push_str(&format!("{l}\n"));
+    }
+}
+
 fn splat_excerpt(splats: &[Splat], x: &mut String) {
     for sp in splats.iter().take(2) {
         x.push_str(&format!("console: {}\n", sp.title));
@@ -241,8 +254,7 @@ fn judge_xfstests(r: &xfstests::Report) -> Outcome {
     let mut x = String::new();
     if verdict != Verdict::Good && !matches!(verdict, Verdict::Stop(_)) {
         for t in &failed {
-            let out = format!("{}\n{}", t.message, t.output);
-            failed_excerpt(&t.test, &out, &mut x);
+            xfstests_excerpt(t, &mut x);
         }
         splat_excerpt(&splats, &mut x);
     }
@@ -357,7 +369,11 @@ mod tests {
             baseline_cached: false,
             retries: vec![],
             message: format!("- output mismatch (see {test}.out.bad)"),
-            output: "@@ -1 +1 @@\n-QA output created by x\n+FAIL: corrupted".into(),
+            output: format!(
+                "- output mismatch (see {test}.out.bad)\n    --- tests/{test}.out\n    \
+                 +++ {test}.out.bad\n    @@ -1,9 +1,8 @@\n     QA output created by x\n    \
+                 -wrote 32768/32768 bytes at offset 0\n    +pwrite: Input/output error\n    ...\n"
+            ),
         }
     }
 
@@ -397,7 +413,11 @@ mod tests {
         ));
         assert_eq!(o.verdict, Verdict::Bad);
         assert_eq!(o.detail, "failed: generic/013");
-        assert!(o.excerpt.unwrap().contains("+FAIL: corrupted"));
+        assert_eq!(
+            o.excerpt.unwrap(),
+            "generic/013 - output mismatch (see generic/013.out.bad)\n\
+             -wrote 32768/32768 bytes at offset 0\n+pwrite: Input/output error"
+        );
         // A test the kernel never let finish is a failure too.
         assert_eq!(
             judge_xfstests(&xfs(
