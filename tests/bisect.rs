@@ -82,6 +82,11 @@ fn a_bisect_never_touches_the_users_tree_and_exits_125_when_nothing_builds() {
         "{report:#}"
     );
     assert_eq!(report["steps"][0]["build"]["status"], "fail", "{report:#}");
+    // steps.json, written after each step, survives a bisect stopped by a
+    // signal; at the end it holds every step of the report.
+    let steps: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("steps.json")).unwrap()).unwrap();
+    assert_eq!(steps, report["steps"], "{steps:#}");
 }
 
 /// A harness failure (here: the series has no kernel config to build

@@ -404,9 +404,14 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
         kernel: o.kernel.clone(),
         selection: ready,
     };
-    let mut n = 0;
+    // Made first, and steps.json written after every step: a bisect
+    // stopped by a signal leaves what it tested, as well as the clone's log.
+    let dir = env.cache.join("runs/bisect").join(crate::env::stamp());
+    std::fs::create_dir_all(&dir)?;
+    log::info!("bisect report and log: {}", dir.display());
+    let mut done: Vec<Step> = Vec::new();
     let report = bisect(&clone, &good, &bad, |c, role| {
-        n += 1;
+        let n = done.len() + 1;
         log::info!(
             "bisect step {n} ({}): {} {}",
             match role {
@@ -417,16 +422,22 @@ pub fn run(env: &crate::env::Env, o: &Opts) -> Result<Report> {
             &c[..12],
             subject(&clone, c)
         );
-        with_retries(o.retries, || ks.test(c))
+        let mut s = with_retries(o.retries, || ks.test(c));
+        s.role = role;
+        done.push(s.clone());
+        let saved = serde_json::to_string_pretty(&done)
+            .map_err(anyhow::Error::from)
+            .and_then(|j| Ok(std::fs::write(dir.join("steps.json"), j)?));
+        if let Err(e) = saved {
+            log::warn!("cannot save the steps in {}: {e:#}", dir.display());
+        }
+        s
     })?;
-    let dir = env.cache.join("runs/bisect").join(crate::env::stamp());
-    std::fs::create_dir_all(&dir)?;
     std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
     std::fs::write(dir.join("bisect.log"), &report.log)?;
-    log::info!("bisect report and log: {}", dir.display());
     Ok(report)
 }
 
