@@ -52,7 +52,8 @@ pub enum Role {
 /// One stage of a step, as the table shows it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stage {
-    /// "pass", "fail", "-" (not run).
+    /// "pass", "fail", "error" (the harness failed, not the commit), "-"
+    /// (not run).
     pub status: String,
     pub seconds: f64,
 }
@@ -68,6 +69,18 @@ impl Stage {
         Stage {
             status: "fail".into(),
             seconds,
+        }
+    }
+    /// A stage that ended in an error with exit code `code`: a failure of
+    /// the commit where the code skips it, else the harness's.
+    pub fn errored(seconds: f64, code: u8) -> Stage {
+        if code == crate::exit::SKIP {
+            Stage::fail(seconds)
+        } else {
+            Stage {
+                status: "error".into(),
+                seconds,
+            }
         }
     }
     pub fn not_run() -> Stage {

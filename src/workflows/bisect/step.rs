@@ -58,7 +58,7 @@ impl KernelStep<'_> {
         };
         let t = Instant::now();
         if let Err(e) = self.prepare(commit) {
-            s.prepare = Stage::fail(t.elapsed().as_secs_f64());
+            s.prepare = Stage::errored(t.elapsed().as_secs_f64(), exit::code_of(&e));
             return failed(s, &e);
         }
         s.prepare = Stage::pass(t.elapsed().as_secs_f64());
@@ -71,7 +71,7 @@ impl KernelStep<'_> {
         let built = match build_kernel(self.env, &req) {
             Ok(b) => b,
             Err(e) => {
-                s.build = Stage::fail(t.elapsed().as_secs_f64());
+                s.build = Stage::errored(t.elapsed().as_secs_f64(), exit::code_of(&e));
                 return failed(s, &e);
             }
         };
@@ -81,13 +81,14 @@ impl KernelStep<'_> {
         let took = t.elapsed().as_secs_f64();
         match outcome {
             Err(e) => {
-                s.test = Stage::fail(took);
+                s.test = Stage::errored(took, exit::code_of(&e));
                 s.verdict = Verdict::Stop(exit::code_of(&e));
                 s.detail = first_line(&e);
             }
             Ok(o) => {
                 s.test = match o.verdict {
                     Verdict::Good => Stage::pass(took),
+                    Verdict::Stop(code) => Stage::errored(took, code),
                     _ => Stage::fail(took),
                 };
                 s.logs = Some(o.logs);

@@ -238,3 +238,10 @@ fn the_table_and_junit_show_every_step() {
     assert!(x.contains(&format!("tests=\"{}\"", r.steps.len())), "{x}");
     assert!(summary(&r).starts_with(&format!("first bad commit: {}", ids[6])));
 }
+
+#[test]
+fn a_stage_that_errs_fails_the_commit_only_where_the_commit_is_skipped() {
+    assert_eq!(Stage::errored(1.0, exit::SKIP).status, "fail");
+    assert_eq!(Stage::errored(1.0, exit::INFRA).status, "error");
+    assert_eq!(Stage::errored(1.0, exit::TIMEOUT).status, "error");
+}
