@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * splice-overwrite: a whole-page, page-aligned splice with SPLICE_F_MOVE
+ * over pages that are in the page cache. On tmpfs and ramfs the pipe's
+ * page takes the place of the cached one (page-cache replacement); on
+ * ext4 the data is copied over the cached page, as before.
+ *
+ * For each filesystem, a file of NPAGES pages is written with pwrite(2),
+ * the PFN behind each page read from /proc/self/pagemap (root), then:
+ * - overwrite: a new pattern is spliced over the whole file. On tmpfs and
+ *   ramfs nearly every page must be replaced (/proc/vmstat
+ *   splice_move_replace) with none taken and then copied, and the PFN of
+ *   every replaced page must change; on ext4 none is replaced and the PFNs
+ *   stay. The data must read back, and again after drop_caches (ext4:
+ *   after a remount, from disk).
+ * - mapped: the file is mapped MAP_SHARED and read through the mapping,
+ *   then spliced over: a mapped page must never be replaced (the mapping
+ *   would keep showing the old page). Nothing is replaced, the PFNs stay,
+ *   and the mapping shows the new data.
+ * - racing readers: a child pread(2)s the file in a loop while the parent
+ *   splices eight more patterns over it. Where pages are replaced, every
+ *   page it reads must be one whole pattern that page held, never zeros
+ *   or a mix; a copy into a cached page may be read half done (reads take
+ *   no folio lock), so on ext4 that is only reported.
+ * Without the series (no splice_move_replace counter) the data checks run
+ * all the same.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "guest.h"
+
+#define PAGE 4096
+#define NPAGES 256		/* 1 MiB */
+#define CHUNK 16		/* pages per write(2) into the pipe */
+#define SEEDS 6			/* patterns 1..SEEDS-1 */
+
+static unsigned char pat(unsigned int seed, long pg, long i)
+{
+	return (unsigned char)(seed * 73 + pg * 31 + i * 7 + 1);
+}
+
+static void fill(unsigned char *buf, long pages, unsigned int seed)
+{
+	for (long pg = 0; pg < pages; pg++)
+		for (long i = 0; i < PAGE; i++)
+			buf[pg * PAGE + i] = pat(seed, pg, i);
+}
+
+/* Which seed page @pg of @buf holds, whole; 0 when none. */
+static unsigned int seed_of(const unsigned char *buf, long pg)
+{
+	for (unsigned int s = 1; s < SEEDS; s++) {
+		long i = 0;
+
+		while (i < PAGE && buf[i] == pat(s, pg, i))
+			i++;
+		if (i == PAGE)
+			return s;
+	}
+	return 0;
+}
+
+/* The PFN behind each page of the file, read through a mapping; 0 on success. */
+static int pfns(int fd, uint64_t *pfn)
+{
+	volatile const unsigned char *map;
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	int ret = 0;
+
+	map = mmap(NULL, NPAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (pm < 0 || map == MAP_FAILED) {
+		printf("pagemap/mmap: %s\n", strerror(errno));
+		if (pm >= 0)
+			close(pm);
+		return -1;
+	}
+	for (long pg = 0; pg < NPAGES && !ret; pg++) {
+		uint64_t ent = 0;
+
+		(void)map[pg * PAGE];
+		if (pread(pm, &ent, 8, ((uintptr_t)map / PAGE + pg) * 8) != 8 ||
+		    !(ent >> 63) || !(ent & ((1ull << 55) - 1))) {
+			printf("no PFN for page %ld (not root?)\n", pg);
+			ret = -1;
+		}
+		pfn[pg] = ent & ((1ull << 55) - 1);
+	}
+	munmap((void *)map, NPAGES * PAGE);
+	close(pm);
+	return ret;
+}
+
+/* Splices NPAGES pages of @seed over the file, CHUNK pages at a time. */
+static int splice_over(int fd, unsigned int seed)
+{
+	static unsigned char buf[NPAGES * PAGE];
+	int pfd[2];
+	loff_t off = 0;
+	int ret = 0;
+
+	fill(buf, NPAGES, seed);
+	if (pipe(pfd) || fcntl(pfd[1], F_SETPIPE_SZ, CHUNK * PAGE) < 0)
+		return -1;
+	for (long pg = 0; pg < NPAGES && !ret; pg += CHUNK) {
+		if (write(pfd[1], buf + pg * PAGE, CHUNK * PAGE) != CHUNK * PAGE ||
+		    splice_full(pfd[0], fd, &off, CHUNK * PAGE))
+			ret = -1;
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	return ret;
+}
+
+/* Does the file hold @seed on every page? Prints the first page that differs. */
+static int holds(int fd, unsigned int seed, const char *fs, const char *when)
+{
+	static unsigned char got[NPAGES * PAGE];
+
+	if (pread(fd, got, sizeof(got), 0) != sizeof(got))
+		return check(0, "%s: %s: short read", fs, when);
+	for (long pg = 0; pg < NPAGES; pg++)
+		if (seed_of(got + pg * PAGE, pg) != seed)
+			return check(0, "%s: %s: page %ld holds pattern %u, want %u",
+				     fs, when, pg, seed_of(got + pg * PAGE, pg), seed);
+	return check(1, "%s: %s: every page holds pattern %u", fs, when, seed);
+}
+
+/* Pages whose PFN differs between @a and @b. */
+static long changed(const uint64_t *a, const uint64_t *b)
+{
+	long n = 0;
+
+	for (long pg = 0; pg < NPAGES; pg++)
+		n += a[pg] != b[pg];
+	return n;
+}
+
+/*
+ * The child of the race: reads until killed. It exits (status 1) as soon as
+ * a read found a page that holds no whole pattern.
+ */
+static void reader(const char *path)
+{
+	static unsigned char got[NPAGES * PAGE];
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		_exit(2);
+	for (long round = 0;; round++) {
+		long bad = 0;
+
+		if (pread(fd, got, sizeof(got), 0) != sizeof(got)) {
+			printf("reader: short read\n");
+			_exit(2);
+		}
+		for (long pg = 0; pg < NPAGES; pg++) {
+			if (seed_of(got + pg * PAGE, pg))
+				continue;
+			if (bad++ < 3)
+				printf("reader: round %ld: page %ld is no whole pattern (byte 0 0x%02x)\n",
+				       round, pg, got[pg * PAGE]);
+		}
+		if (bad) {
+			fflush(stdout);
+			_exit(1);
+		}
+	}
+}
+
+static void run_on(const char *fs, const char *mnt, int counters, int require,
+		   struct blockfs *b)
+{
+	static unsigned char buf[NPAGES * PAGE];
+	static uint64_t before[NPAGES], after[NPAGES];
+	int replaces = strcmp(fs, "ext4") != 0;
+	long r0, f0, r, f;
+	volatile unsigned char *map;
+	char path[192];
+	int fd, status, torn;
+	pid_t pid;
+
+	printf("%s:\n", fs);
+	snprintf(path, sizeof(path), "%s/file", mnt);
+	fill(buf, NPAGES, 1);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (!check(fd >= 0 && pwrite(fd, buf, sizeof(buf), 0) == sizeof(buf),
+		   "%s: write %d pages of pattern 1", fs, NPAGES))
+		goto out;
+	if (!check(pfns(fd, before) == 0, "%s: PFNs of the cached pages", fs))
+		goto out;
+
+	/* Overwrite. */
+	r0 = vmstat("splice_move_replace");
+	f0 = vmstat("splice_move_fallback");
+	check(splice_over(fd, 2) == 0, "%s: splice pattern 2 over the file", fs);
+	r = vmstat("splice_move_replace") - r0;
+	f = vmstat("splice_move_fallback") - f0;
+	holds(fd, 2, fs, "overwritten, from the page cache");
+	if (check(pfns(fd, after) == 0, "%s: PFNs after the overwrite", fs) &&
+	    counters) {
+		printf("%s: %ld pages replaced, %ld taken then copied, %ld PFNs changed\n",
+		       fs, r, f, changed(before, after));
+		if (replaces && require) {
+			check(r >= NPAGES * 9 / 10 && f == 0,
+			      "%s: %ld of %d cached pages replaced by the pipe's (want >= 90%%), %ld copied after all (want 0)",
+			      fs, r, NPAGES, f);
+			check(changed(before, after) == r,
+			      "%s: the PFN changed for exactly the %ld replaced pages (%ld changed)",
+			      fs, r, changed(before, after));
+		} else if (!replaces) {
+			check(r == 0 && changed(before, after) == 0,
+			      "%s: copied over the cached pages: %ld replaced (want 0), %ld PFNs changed (want 0)",
+			      fs, r, changed(before, after));
+		}
+	}
+
+	/* A mapped page is never replaced: the mapping would go stale. */
+	map = mmap(NULL, NPAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (!check(map != MAP_FAILED, "%s: mmap", fs))
+		goto out;
+	for (long pg = 0; pg < NPAGES; pg++)
+		(void)map[pg * PAGE];
+	pfns(fd, before);
+	r0 = vmstat("splice_move_replace");
+	check(splice_over(fd, 3) == 0, "%s: splice pattern 3 over the mapped file", fs);
+	r = vmstat("splice_move_replace") - r0;
+	{
+		long stale = 0;
+
+		for (long pg = 0; pg < NPAGES; pg++)
+			stale += seed_of((const unsigned char *)map + pg * PAGE, pg) != 3;
+		check(stale == 0, "%s: the mapping shows pattern 3 on every page (%ld do not)",
+		      fs, stale);
+	}
+	pfns(fd, after);
+	munmap((void *)map, NPAGES * PAGE);
+	if (counters)
+		check(r == 0 && changed(before, after) == 0,
+		      "%s: mapped pages copied over: %ld replaced (want 0), %ld PFNs changed (want 0)",
+		      fs, r, changed(before, after));
+
+	/* Readers racing the overwrite see whole pages, old or new. */
+	pid = fork();
+	if (pid == 0)
+		reader(path);
+	r0 = vmstat("splice_move_replace");
+	for (unsigned int s = 4; s < SEEDS; s++)
+		for (int k = 0; k < 4; k++)
+			check(splice_over(fd, k % 2 ? 1 : s) == 0,
+			      "%s: splice pattern %u over the file, pages being read",
+			      fs, k % 2 ? 1 : s);
+	r = vmstat("splice_move_replace") - r0;
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	/*
+	 * Killed means it found nothing wrong: it stops by itself on a torn
+	 * page. A replaced page is whole before anyone can see it; a copy
+	 * into a cached page is not (buffered reads take no folio lock), so
+	 * only where pages are replaced must every read be whole.
+	 */
+	torn = !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	if (replaces && counters && require)
+		check(!torn, "%s: a reader racing 8 overwrites (%ld pages replaced) read whole pages only",
+		      fs, r);
+	else
+		printf("%s: a reader racing 8 overwrites (%ld pages replaced) %s\n", fs, r,
+		       torn ? "read a torn page, as a copy allows" : "read whole pages only");
+	holds(fd, 1, fs, "after the race");
+
+	/* What stays once the cache is gone. */
+	close(fd);
+	fd = -1;
+	if (b) {
+		check(blockfs_remount(b) == 0, "%s: remount", fs);
+	} else {
+		drop_caches();
+	}
+	fd = open(path, O_RDONLY);
+	if (check(fd >= 0, "%s: open again", fs))
+		holds(fd, 1, fs, b ? "after a remount, from disk" : "after drop_caches");
+out:
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+}
+
+int main(void)
+{
+	int counters = vmstat("splice_move_replace") >= 0;
+	int require = moves_required();
+	const char *tmpfs = "/tmp/zcsplice-overwrite-tmpfs";
+	const char *ramfs = "/tmp/zcsplice-overwrite-ramfs";
+	struct blockfs b;
+	int rc;
+
+	if (!counters)
+		printf("splice_move_replace counter: absent, checking data only\n");
+	mkdir(tmpfs, 0755);
+	mkdir(ramfs, 0755);
+	if (mount("tmpfs", tmpfs, "tmpfs", 0, "size=64m") ||
+	    mount("ramfs", ramfs, "ramfs", 0, NULL)) {
+		printf("FAIL: mount tmpfs/ramfs: %s\n", strerror(errno));
+		return 1;
+	}
+	run_on("tmpfs", tmpfs, counters, require, NULL);
+	run_on("ramfs", ramfs, counters, require, NULL);
+	umount(tmpfs);
+	umount(ramfs);
+	rc = blockfs_setup(&b, "overwrite", "ext4", "", "");
+	if (rc == 0)
+		run_on("ext4", b.mnt, counters, require, &b);
+	else if (rc == -1)
+		check(0, "ext4 setup");
+	blockfs_teardown(&b);
+	printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
+	return failures != 0;
+}
