@@ -347,10 +347,12 @@ fn a_kernel_that_does_not_compile_exits_125_with_the_first_error() {
 }
 
 /// A short bench: one boot, every cell measured (tmpfs, ramfs, ext4 on its
-/// scratch disk, with and without a timed fsync), and the counters prove
-/// that move reps moved pages and copy reps none. Where ext4 has large
-/// folios, whole-pipe splices fill it with large folios, as write(2)
-/// would, and move nothing (the series' policy).
+/// scratch disk, with and without a timed fsync, and the three of them
+/// overwriting a cached file), and the counters prove that move reps
+/// moved pages and copy reps none, that on tmpfs and ramfs an overwrite
+/// replaces every cached page and that ext4 copies over them. Where ext4
+/// has large folios, whole-pipe splices fill it with large folios, as
+/// write(2) would, and move nothing (the series' policy).
 #[test]
 #[ignore = "kernel tier: builds and boots a kernel (tests/run.sh runs it)"]
 fn bench_measures_every_cell() {
@@ -409,7 +411,13 @@ fn bench_measures_every_cell() {
             "ext4 move",
             "ext4 copy",
             "ext4+fsync move",
-            "ext4+fsync copy"
+            "ext4+fsync copy",
+            "tmpfs-overwrite move",
+            "tmpfs-overwrite copy",
+            "ramfs-overwrite move",
+            "ramfs-overwrite copy",
+            "ext4-overwrite move",
+            "ext4-overwrite copy"
         ]
     );
     for c in cells {
@@ -431,7 +439,14 @@ fn bench_measures_every_cell() {
             .collect();
         assert_eq!(moved.len(), 2);
         let large = c["large_share"]["min"].as_f64().unwrap_or(0.0);
-        if ext4_large && c["fs"].as_str().unwrap().starts_with("ext4") {
+        let fs = c["fs"].as_str().unwrap();
+        if fs.ends_with("-overwrite") && c["mode"] == "move" && !fs.starts_with("ext4") {
+            // Every page was cached, and every one is replaced.
+            assert!(moved.iter().all(|&m| m == pages), "{c:#}");
+            assert_eq!(c["replaced_share_min"], 1.0, "{c:#}");
+        } else if fs == "ext4-overwrite" {
+            assert!(moved.iter().all(|&m| m == 0), "{c:#}");
+        } else if ext4_large && fs.starts_with("ext4") {
             assert!(moved.iter().all(|&m| m == 0), "{c:#}");
             assert!(large > 0.9, "{c:#}");
         } else if c["mode"] == "move" {
@@ -442,25 +457,29 @@ fn bench_measures_every_cell() {
     }
     // Warm-ups are kept in the samples, not in the cells.
     let samples = b["samples"].as_array().unwrap();
-    assert_eq!(samples.len(), 8 * 3);
-    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 8);
+    assert_eq!(samples.len(), 14 * 3);
+    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 14);
     // A timed fsync writes the whole file back; the ext4 row without it
     // stays in the page cache.
     for s in samples.iter().filter(|s| s["fs"] == "ext4+fsync") {
         assert!(s["written"].as_u64().unwrap() >= pages, "{s:#}");
     }
-    for s in samples.iter().filter(|s| s["fs"] == "ext4") {
+    for s in samples
+        .iter()
+        .filter(|s| s["fs"] == "ext4" || s["fs"] == "ext4-overwrite")
+    {
         assert!(s["written"].as_u64().unwrap() < pages / 100, "{s:#}");
     }
     assert_eq!(b["ext4_disk_bytes"], (128u64 << 20) + (1 << 30));
 
     let ratios = b["ratios"].as_array().unwrap();
-    assert_eq!(ratios.len(), 4);
+    assert_eq!(ratios.len(), 7);
     for r in ratios {
         assert!(r["throughput"].as_f64().unwrap() > 0.0, "{r:#}");
         assert!(r["sys_cpu"].as_f64().unwrap() > 0.0, "{r:#}");
-        // Disk I/O in the timed part: held to no regression only.
-        if r["fs"] == "ext4+fsync" {
+        // Disk I/O in the timed part, or a copy both ways: held to no
+        // regression only.
+        if r["fs"] == "ext4+fsync" || r["fs"] == "ext4-overwrite" {
             assert!(r["throughput_goal_met"].is_null(), "{r:#}");
             assert!(r["sys_cpu_goal_met"].is_null(), "{r:#}");
         } else {

@@ -16,8 +16,24 @@ use crate::guest::disks;
 /// The guest program, vm/bench/NAME.c.
 const PROGRAM: &str = "splice-bench";
 /// The rows of the table, in the order they run: a filesystem, and for
-/// ext4+fsync the same ext4 with the fsync() of the file timed too.
-pub const ROWS: [&str; 4] = ["tmpfs", "ramfs", "ext4", "ext4+fsync"];
+/// ext4+fsync the same ext4 with the fsync() of the file timed too; the
+/// -overwrite rows splice over a file that is in the page cache already
+/// (tmpfs and ramfs replace each cached page with the pipe's).
+pub const ROWS: [&str; 7] = [
+    "tmpfs",
+    "ramfs",
+    "ext4",
+    "ext4+fsync",
+    "tmpfs-overwrite",
+    "ramfs-overwrite",
+    "ext4-overwrite",
+];
+/// Rows where the series copies in both modes (ext4 copies over a cached
+/// page): the move mode must move nothing, and only the no-regression
+/// goal applies.
+const COPY_ROWS: [&str; 1] = ["ext4-overwrite"];
+/// Rows whose moves must each replace a cached page.
+const OVERWRITE_ROWS: [&str; 2] = ["tmpfs-overwrite", "ramfs-overwrite"];
 /// Rows whose timed part writes the file to disk: that I/O is the same in
 /// both modes and dwarfs the page copy a move saves, so only the
 /// no-regression goal applies to them.
@@ -131,6 +147,10 @@ pub struct Sample {
     /// /proc/vmstat deltas over the rep: pages moved, pages taken then copied.
     pub splice_move: i64,
     pub splice_move_fallback: i64,
+    /// Of the pages moved, those that replaced a cached page (0 on a
+    /// kernel that does not count them).
+    #[serde(default)]
+    pub splice_move_replace: i64,
     /// /proc/vmstat nr_written delta over the timed part: pages written
     /// back, of any file (all of this one with a timed fsync, else at most
     /// a few pages of metadata).
@@ -192,6 +212,8 @@ pub struct Cell {
     pub splice_move_fallback: Vec<i64>,
     /// Share of the file's pages that were moved, lowest rep.
     pub moved_share_min: f64,
+    /// Share of the file's pages that replaced a cached page, lowest rep.
+    pub replaced_share_min: f64,
     /// Share of the file's pages in large folios after a rep, lowest and
     /// highest (None: the guest did not count them).
     pub large_share: Option<Spread>,
@@ -210,7 +232,8 @@ pub struct Ratio {
     pub throughput_paired: Spread,
     pub sys_cpu_paired: Spread,
     /// None (null) where the goal does not apply: a row that times disk
-    /// I/O (ext4+fsync) is held to the no-regression goal only.
+    /// I/O (ext4+fsync), or where both modes copy (ext4-overwrite), is
+    /// held to the no-regression goal only.
     pub throughput_goal_met: Option<bool>,
     pub sys_cpu_goal_met: Option<bool>,
     /// The page copy a move saves, as a share of the system CPU time a
@@ -350,6 +373,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
     let mut warnings = Vec::new();
     for fs in rows.iter().map(String::as_str) {
         let disk = DISK_ROWS.contains(&fs);
+        let copies = COPY_ROWS.contains(&fs);
         for mode in MODES {
             let reps = measured(fs, mode);
             if reps.is_empty() {
@@ -361,6 +385,12 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
             };
             let moved: Vec<i64> = reps.iter().map(|s| s.splice_move).collect();
             let moved_share_min = moved.iter().copied().min().unwrap_or(0) as f64 / pages;
+            let replaced_share_min = reps
+                .iter()
+                .map(|s| s.splice_move_replace)
+                .min()
+                .unwrap_or(0) as f64
+                / pages;
             let large: Option<Vec<f64>> = reps.iter().map(|s| s.large_share()).collect();
             let large_share = large.as_deref().and_then(Spread::of);
             let fallbacks: i64 = reps.iter().map(|s| s.splice_move_fallback).sum();
@@ -372,7 +402,20 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
             // A page goes where the page cache would put an order-0 folio:
             // in a file of large folios, fewer moves are the policy.
             match mode {
-                "move" if moved_share_min < 1.0 && large_share.is_none_or(|l| l.max == 0.0) => {
+                "move" if copies && moved.iter().any(|&m| m != 0) => warnings.push(format!(
+                    "{fs} move: pages were moved where the series copies ({moved:?})"
+                )),
+                "move" if OVERWRITE_ROWS.contains(&fs) && replaced_share_min < moved_share_min => {
+                    warnings.push(format!(
+                        "{fs} move: only {:.1}% of the pages replaced a cached page in some rep",
+                        replaced_share_min * 100.0
+                    ))
+                }
+                "move"
+                    if !copies
+                        && moved_share_min < 1.0
+                        && large_share.is_none_or(|l| l.max == 0.0) =>
+                {
                     warnings.push(format!(
                         "{fs} move: only {:.1}% of the pages were moved in some rep",
                         moved_share_min * 100.0
@@ -410,6 +453,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                 splice_move: moved,
                 splice_move_fallback: reps.iter().map(|s| s.splice_move_fallback).collect(),
                 moved_share_min,
+                replaced_share_min,
                 large_share,
             });
         }
@@ -434,8 +478,8 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
             sys_cpu,
             throughput_paired: paired(&|m, c| c.seconds / m.seconds)?,
             sys_cpu_paired: paired(&|m, c| m.sys_seconds / c.sys_seconds)?,
-            throughput_goal_met: (!disk).then_some(throughput >= GOALS.throughput_min),
-            sys_cpu_goal_met: (!disk).then_some(sys_cpu <= GOALS.sys_cpu_max),
+            throughput_goal_met: (!disk && !copies).then_some(throughput >= GOALS.throughput_min),
+            sys_cpu_goal_met: (!disk && !copies).then_some(sys_cpu <= GOALS.sys_cpu_max),
             copy_share: h.copy_us_per_page / sys_us_per_page,
         });
     }
@@ -558,7 +602,8 @@ pub fn table(b: &Bench) -> String {
         out += &format!("warning: {w}\n");
     }
     out += &format!(
-        "\nmoved: share of the file's pages moved (lowest rep); fallback: pages taken then copied (all reps)\n\
+        "\nmoved: share of the file's pages moved (lowest rep); replaced: of those, moved over a cached page; \
+         fallback: pages taken then copied (all reps)\n\
          in large folios: share of the file's pages in folios above order 0 after a rep (/proc/kpageflags)\n\
          copy share: one page copy ({:.2} us here, {}) against the system CPU a copy rep spends per page\n\
          {:.0} s in the VM; logs and bench.json: {}\n",
@@ -581,10 +626,11 @@ fn cells_table(s: &Summary) -> String {
             "sys s/GiB",
             "[min-max]",
             "moved",
+            "replaced",
             "fallback",
             "in large folios",
         ],
-        &[2, 3, 4, 5, 6, 7, 8],
+        &[2, 3, 4, 5, 6, 7, 8, 9],
     );
     for c in &s.cells {
         let fb: i64 = c.splice_move_fallback.iter().sum();
@@ -596,6 +642,7 @@ fn cells_table(s: &Summary) -> String {
             format!("{:.3}", c.sys_s_per_gib.median),
             format!("[{:.3}-{:.3}]", c.sys_s_per_gib.min, c.sys_s_per_gib.max),
             format!("{:.1}%", c.moved_share_min * 100.0),
+            format!("{:.1}%", c.replaced_share_min * 100.0),
             fb.to_string(),
             c.large_share.map_or("-".into(), |l| {
                 if l.min == l.max {
@@ -851,6 +898,7 @@ mod tests {
             user_seconds: 0.01,
             splice_move: moved,
             splice_move_fallback: 0,
+            splice_move_replace: 0,
             written: 0,
             folios: Vec::new(),
         }
@@ -1085,6 +1133,49 @@ mod tests {
         assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
         assert!(s.warnings[0].starts_with("tmpfs copy"));
         assert!(s.warnings[1].contains("ramfs move: only 50.0%"));
+    }
+
+    #[test]
+    fn overwrite_rows_are_held_to_what_each_filesystem_does() {
+        let h = header(1 << 30, 1);
+        let rows = names(&["tmpfs-overwrite", "ramfs-overwrite", "ext4-overwrite"]);
+        let steady = [(1.0, 1.0, 2.0, 1.0), (1.0, 1.0, 2.0, 1.0)];
+        let mut v = samples("tmpfs-overwrite", &steady);
+        v.extend(samples("ramfs-overwrite", &steady));
+        v.extend(samples("ext4-overwrite", &steady));
+        // tmpfs replaced every page it moved; ramfs half; ext4 copies.
+        for s in v.iter_mut().filter(|s| s.mode == "move") {
+            match s.fs.as_str() {
+                "tmpfs-overwrite" => s.splice_move_replace = s.splice_move,
+                "ramfs-overwrite" => s.splice_move_replace = s.splice_move / 2,
+                _ => s.splice_move = 0,
+            }
+        }
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("ramfs-overwrite move: only 50.0% of the pages replaced"),
+            "{:?}",
+            s.warnings
+        );
+        assert_eq!(s.cells[0].replaced_share_min, 1.0);
+        // Where both modes copy, only the no-regression goal applies.
+        assert_eq!(s.ratios[0].throughput_goal_met, Some(true));
+        assert_eq!(s.ratios[2].throughput_goal_met, None);
+        assert_eq!(s.ratios[2].sys_cpu_goal_met, None);
+        // A move where the series copies is a wrong path.
+        v.iter_mut()
+            .filter(|s| s.fs == "ext4-overwrite" && s.mode == "move")
+            .for_each(|s| s.splice_move = 7);
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w
+                    .starts_with("ext4-overwrite move: pages were moved where the series copies")),
+            "{:?}",
+            s.warnings
+        );
     }
 
     #[test]
@@ -1371,10 +1462,10 @@ mod tests {
         );
         assert!(
             t.contains(
-                "\nFS     MODE   MiB/s        [min-max]  sys s/GiB      [min-max]   moved  fallback  in large folios\n\
-                 tmpfs  move  1024.0  [1024.0-1024.0]      0.500  [0.500-0.500]  100.0%         0             0.0%\n\
-                 tmpfs  copy   512.0    [512.0-512.0]      1.000  [1.000-1.000]    0.0%         0            25.0%\n\
-                 ramfs  move   930.9    [930.9-930.9]      1.000  [1.000-1.000]  100.0%         0                -\n"
+                "\nFS     MODE   MiB/s        [min-max]  sys s/GiB      [min-max]   moved  replaced  fallback  in large folios\n\
+                 tmpfs  move  1024.0  [1024.0-1024.0]      0.500  [0.500-0.500]  100.0%      0.0%         0             0.0%\n\
+                 tmpfs  copy   512.0    [512.0-512.0]      1.000  [1.000-1.000]    0.0%      0.0%         0            25.0%\n\
+                 ramfs  move   930.9    [930.9-930.9]      1.000  [1.000-1.000]  100.0%      0.0%         0                -\n"
             ),
             "{t}"
         );

@@ -18,7 +18,12 @@
  * every cell is a warm-up.
  *
  * The rows (ZCSPLICE_BENCH_FS, comma-separated, in the order to run):
- * tmpfs (huge=never), ramfs, ext4 and ext4+fsync. Both ext4 rows use one
+ * tmpfs (huge=never), ramfs, ext4 and ext4+fsync, and tmpfs-overwrite,
+ * ramfs-overwrite and ext4-overwrite, where the file already holds @size
+ * bytes in the page cache (written, untimed, before each rep; on ext4
+ * also synced, so that its pages are clean) and the splice writes over
+ * them: tmpfs and ramfs replace each cached page with the pipe's, ext4
+ * copies over it. The ext4 rows use one
  * filesystem that mkfs.ext4 (default options) makes on the scratch disk
  * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
  * initialisation writes behind the reps. The ext4 row is timed in the page
@@ -56,23 +61,30 @@ static long page_size;
 
 struct sample {
 	double seconds, sys_seconds, user_seconds;
-	long splice_move, splice_move_fallback;
+	long splice_move, splice_move_fallback, splice_move_replace;
 	long written;		/* pages written back while timed */
 	long folios[FOLIO_ORDERS];	/* pages per folio order, after it */
 };
 
-/* A row of the table: a filesystem, and whether fsync() is timed. */
+/*
+ * A row of the table: a filesystem, whether fsync() is timed, and whether
+ * the splice writes over a file that is in the page cache already.
+ */
 struct row {
 	const char *name;
 	const char *fs;
 	int fsync;
+	int overwrite;
 };
 
 static const struct row all_rows[] = {
-	{ "tmpfs", "tmpfs", 0 },
-	{ "ramfs", "ramfs", 0 },
-	{ "ext4", "ext4", 0 },
-	{ "ext4+fsync", "ext4", 1 },
+	{ "tmpfs", "tmpfs", 0, 0 },
+	{ "ramfs", "ramfs", 0, 0 },
+	{ "ext4", "ext4", 0, 0 },
+	{ "ext4+fsync", "ext4", 1, 0 },
+	{ "tmpfs-overwrite", "tmpfs", 0, 1 },
+	{ "ramfs-overwrite", "ramfs", 0, 1 },
+	{ "ext4-overwrite", "ext4", 0, 1 },
 };
 
 /* The writeback knobs the ext4 rows change, saved to restore them. */
@@ -213,25 +225,38 @@ static int verify(int fd, unsigned long long size)
 	return 0;
 }
 
-/*
- * One rep: a fresh file, a writer child, splice until @size bytes are in
- * (then fsync() it, with @timed_fsync). Timed from before the fork to the
- * writer reaped; system CPU time is this process's plus the writer's.
- * Removing the file is not timed; on a block filesystem (@block) neither
- * are its fsync() nor the sync() after the removal, which leave nothing
- * for the next rep to write back.
- */
 /* The splice flags of the mode being timed: SPLICE_F_MOVE or none. */
 static unsigned int splice_flags;
 /* Bytes per splice() call, once the pipe holds them; 0: what it holds. */
 static unsigned long long splice_size;
 
-static int one_rep(const char *file, unsigned long long size,
-		   int timed_fsync, int block, struct sample *s)
+/* Fills @fd with @size bytes that are not the writer's, untimed. */
+static int prefill(int fd, unsigned long long size, int block)
 {
-	long moved = vmstat("splice_move");
-	long fallback = vmstat("splice_move_fallback");
-	long written = vmstat("nr_written");
+	static char old[WRITE_SIZE];
+
+	memset(old, 0xa5, sizeof(old));
+	for (unsigned long long done = 0; done < size; done += WRITE_SIZE)
+		if (write(fd, old, WRITE_SIZE) != WRITE_SIZE)
+			return -1;
+	if (block && fsync(fd))
+		return -1;
+	return lseek(fd, 0, SEEK_SET) ? -1 : 0;
+}
+
+/*
+ * One rep: a fresh file (for an overwrite row, filled first, untimed), a
+ * writer child, splice until @size bytes are in (then fsync() it, for a
+ * row that times it). Timed from before the fork to the writer reaped;
+ * system CPU time is this process's plus the writer's. Removing the file
+ * is not timed; on a block filesystem (@block) neither are its fsync()
+ * nor the sync() after the removal, which leave nothing for the next rep
+ * to write back.
+ */
+static int one_rep(const char *file, unsigned long long size,
+		   const struct row *row, int block, struct sample *s)
+{
+	long moved, fallback, replaced, written;
 	struct rusage self0, self1, child;
 	unsigned long long done = 0;
 	int p[2], fd, status, err = 0;
@@ -243,6 +268,14 @@ static int one_rep(const char *file, unsigned long long size,
 		perror(file);
 		return -1;
 	}
+	if (row->overwrite && prefill(fd, size, block)) {
+		perror("splice-bench: writing the file to overwrite");
+		return -1;
+	}
+	moved = vmstat("splice_move");
+	fallback = vmstat("splice_move_fallback");
+	replaced = vmstat("splice_move_replace");
+	written = vmstat("nr_written");
 	getrusage(RUSAGE_SELF, &self0);
 	t0 = now();
 	pid = fork();
@@ -274,7 +307,7 @@ static int one_rep(const char *file, unsigned long long size,
 		done += n;
 	}
 	close(p[0]);
-	if (!err && timed_fsync && fsync(fd)) {
+	if (!err && row->fsync && fsync(fd)) {
 		perror("fsync");
 		err = -1;
 	}
@@ -291,6 +324,9 @@ static int one_rep(const char *file, unsigned long long size,
 			  secs(child.ru_utime);
 	s->splice_move = vmstat("splice_move") - moved;
 	s->splice_move_fallback = vmstat("splice_move_fallback") - fallback;
+	/* 0 on a kernel that does not count replacements */
+	s->splice_move_replace = replaced < 0 ? 0 :
+				 vmstat("splice_move_replace") - replaced;
 	s->written = vmstat("nr_written") - written;
 	if (!err)
 		err = verify(fd, size);
@@ -490,7 +526,7 @@ int main(void)
 				else
 					snprintf(file, sizeof(file),
 						 ROOT "/%s/file", row->fs);
-				if (one_rep(file, size, row->fsync, block, &s)) {
+				if (one_rep(file, size, row, block, &s)) {
 					err = 1;
 					break;
 				}
@@ -499,12 +535,13 @@ int main(void)
 					"\"seconds\": %.6f, \"sys_seconds\": %.6f, "
 					"\"user_seconds\": %.6f, \"splice_move\": %ld, "
 					"\"splice_move_fallback\": %ld, "
+					"\"splice_move_replace\": %ld, "
 					"\"written\": %ld, \"folios\": [",
 					row->name, modes[m], rep,
 					rep ? "false" : "true", s.seconds,
 					s.sys_seconds, s.user_seconds,
 					s.splice_move, s.splice_move_fallback,
-					s.written);
+					s.splice_move_replace, s.written);
 				for (int k = 0; k < FOLIO_ORDERS; k++)
 					fprintf(out, "%s%ld", k ? ", " : "",
 						s.folios[k]);
