@@ -174,44 +174,78 @@ static inline int splice_full(int pfd, int fd, loff_t *off, size_t len)
 #define FOLIO_ORDERS 10
 
 /*
+ * The PFN behind each of the first pages pages of fd (read in where not
+ * cached), from /proc/self/pagemap through a shared mapping (root only:
+ * others read PFN 0). Returns 0, or -1 after printing why, after who.
+ */
+static inline int file_pfns(int fd, long pages, uint64_t *pfn, const char *who)
+{
+	const uint64_t mask = (1ull << 55) - 1;	/* PM_PFRAME_MASK */
+	long page = sysconf(_SC_PAGESIZE);
+	int pm = open("/proc/self/pagemap", O_RDONLY);
+	volatile const char *map = MAP_FAILED;
+	int ret = 0;
+
+	if (pages)
+		map = mmap(NULL, pages * page, PROT_READ, MAP_SHARED, fd, 0);
+	if (pm < 0 || (pages && map == MAP_FAILED)) {
+		printf("%s: pagemap/mmap: %s\n", who, strerror(errno));
+		ret = -1;
+		goto out;
+	}
+	for (long i = 0; i < pages && !ret; i++) {
+		uint64_t ent = 0;
+
+		(void)map[i * page];
+		if (pread(pm, &ent, 8, ((uintptr_t)map / page + i) * 8) != 8 ||
+		    !(ent >> 63) || !(ent & mask)) {
+			printf("%s: no PFN for page %ld\n", who, i);
+			ret = -1;
+		}
+		pfn[i] = ent & mask;
+	}
+out:
+	if (map != MAP_FAILED)
+		munmap((void *)map, pages * page);
+	if (pm >= 0)
+		close(pm);
+	return ret;
+}
+
+/*
  * How the page cache holds the first len bytes of fd (pages that are not
  * cached are read in): counts[k] is the number of pages that sit in folios
  * of order k, the last bucket taking every larger order. Read from the PFNs
- * in /proc/self/pagemap and the compound-page bits in /proc/kpageflags
- * (root only). Returns the pages counted, or -1 after printing why not.
+ * (file_pfns()) and the compound-page bits in /proc/kpageflags (root
+ * only). Returns the pages counted, or -1 after printing why not.
  */
 static inline long folio_orders(int fd, size_t len,
 				long counts[FOLIO_ORDERS])
 {
 	const uint64_t tail = 1ull << 16;	/* KPF_COMPOUND_TAIL */
 	long page = sysconf(_SC_PAGESIZE), pages = len / page, done = 0;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
+	uint64_t *pfn = calloc(pages ? pages : 1, sizeof(*pfn));
 	int kpf = open("/proc/kpageflags", O_RDONLY);
-	volatile const char *map;
 	long start = 0;
 
 	memset(counts, 0, FOLIO_ORDERS * sizeof(counts[0]));
-	map = pages ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : NULL;
-	if (pm < 0 || kpf < 0 || map == MAP_FAILED) {
-		printf("folio sizes: pagemap/kpageflags/mmap: %s\n",
-		       strerror(errno));
+	if (!pfn || kpf < 0) {
+		printf("folio sizes: kpageflags: %s\n", strerror(errno));
+		done = -1;
+		goto out;
+	}
+	if (file_pfns(fd, pages, pfn, "folio sizes")) {
 		done = -1;
 		goto out;
 	}
 	/* A folio starts at a page that is no compound tail. */
 	for (long i = 0; i <= pages; i++) {
-		uint64_t ent = 0, flags = 0;
+		uint64_t flags = 0;
 
-		if (i < pages) {
-			(void)map[i * page];
-			off_t at = ((uintptr_t)map / page + i) * 8;
-
-			if (pread(pm, &ent, 8, at) != 8 || !(ent >> 63) ||
-			    pread(kpf, &flags, 8, (ent & ((1ull << 55) - 1)) * 8) != 8) {
-				printf("folio sizes: no PFN for page %ld\n", i);
-				done = -1;
-				goto out;
-			}
+		if (i < pages && pread(kpf, &flags, 8, pfn[i] * 8) != 8) {
+			printf("folio sizes: no page flags for page %ld\n", i);
+			done = -1;
+			goto out;
 		}
 		if (i && (i == pages || !(flags & tail))) {
 			long n = i - start, order = 0;
@@ -224,10 +258,7 @@ static inline long folio_orders(int fd, size_t len,
 		}
 	}
 out:
-	if (map && map != MAP_FAILED)
-		munmap((void *)map, len);
-	if (pm >= 0)
-		close(pm);
+	free(pfn);
 	if (kpf >= 0)
 		close(kpf);
 	return done;

@@ -72,36 +72,6 @@ static unsigned int seed_of(const unsigned char *buf, long pg)
 	return 0;
 }
 
-/* The PFN behind each page of the file, read through a mapping; 0 on success. */
-static int pfns(int fd, uint64_t *pfn)
-{
-	volatile const unsigned char *map;
-	int pm = open("/proc/self/pagemap", O_RDONLY);
-	int ret = 0;
-
-	map = mmap(NULL, NPAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0);
-	if (pm < 0 || map == MAP_FAILED) {
-		printf("pagemap/mmap: %s\n", strerror(errno));
-		if (pm >= 0)
-			close(pm);
-		return -1;
-	}
-	for (long pg = 0; pg < NPAGES && !ret; pg++) {
-		uint64_t ent = 0;
-
-		(void)map[pg * PAGE];
-		if (pread(pm, &ent, 8, ((uintptr_t)map / PAGE + pg) * 8) != 8 ||
-		    !(ent >> 63) || !(ent & ((1ull << 55) - 1))) {
-			printf("no PFN for page %ld (not root?)\n", pg);
-			ret = -1;
-		}
-		pfn[pg] = ent & ((1ull << 55) - 1);
-	}
-	munmap((void *)map, NPAGES * PAGE);
-	close(pm);
-	return ret;
-}
-
 /* Splices NPAGES pages of @seed over the file, CHUNK pages at a time. */
 static int splice_over(int fd, unsigned int seed)
 {
@@ -198,7 +168,8 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 	if (!check(fd >= 0 && pwrite(fd, buf, sizeof(buf), 0) == sizeof(buf),
 		   "%s: write %d pages of pattern 1", fs, NPAGES))
 		goto out;
-	if (!check(pfns(fd, before) == 0, "%s: PFNs of the cached pages", fs))
+	if (!check(file_pfns(fd, NPAGES, before, fs) == 0,
+		   "%s: PFNs of the cached pages", fs))
 		goto out;
 
 	/* Overwrite. */
@@ -208,7 +179,8 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 	r = vmstat("splice_move_replace") - r0;
 	f = vmstat("splice_move_fallback") - f0;
 	holds(fd, 2, fs, "overwritten, from the page cache");
-	if (check(pfns(fd, after) == 0, "%s: PFNs after the overwrite", fs) &&
+	if (check(file_pfns(fd, NPAGES, after, fs) == 0,
+		  "%s: PFNs after the overwrite", fs) &&
 	    counters) {
 		printf("%s: %ld pages replaced, %ld taken then copied, %ld PFNs changed\n",
 		       fs, r, f, changed(before, after));
@@ -232,7 +204,7 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 		goto out;
 	for (long pg = 0; pg < NPAGES; pg++)
 		(void)map[pg * PAGE];
-	pfns(fd, before);
+	file_pfns(fd, NPAGES, before, fs);
 	r0 = vmstat("splice_move_replace");
 	check(splice_over(fd, 3) == 0, "%s: splice pattern 3 over the mapped file", fs);
 	r = vmstat("splice_move_replace") - r0;
@@ -244,7 +216,7 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 		check(stale == 0, "%s: the mapping shows pattern 3 on every page (%ld do not)",
 		      fs, stale);
 	}
-	pfns(fd, after);
+	file_pfns(fd, NPAGES, after, fs);
 	munmap((void *)map, NPAGES * PAGE);
 	if (counters)
 		check(r == 0 && changed(before, after) == 0,
