@@ -234,7 +234,9 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub build: BuildArgs,
     /// Rows to measure, repeatable or comma-separated: tmpfs, ramfs,
-    /// ext4 (page cache only), ext4+fsync (fsync timed) [default: all].
+    /// ext4 (page cache only), ext4+fsync (fsync timed), and
+    /// tmpfs-overwrite, ramfs-overwrite, ext4-overwrite (the splice writes
+    /// over a cached file; vm.splice_move_replace=1) [default: all].
     #[arg(
         long = "fs",
         value_name = "FS",

@@ -22,8 +22,8 @@
  * ramfs-overwrite and ext4-overwrite, where the file already holds @size
  * bytes in the page cache (written, untimed, before each rep; on ext4
  * also synced, so that its pages are clean) and the splice writes over
- * them: tmpfs and ramfs replace each cached page with the pipe's, ext4
- * copies over it. The ext4 rows use one
+ * them: tmpfs and ramfs replace each cached page with the pipe's (the
+ * bench sets vm.splice_move_replace=1 for that), ext4 copies over it. The ext4 rows use one
  * filesystem that mkfs.ext4 (default options) makes on the scratch disk
  * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
  * initialisation writes behind the reps. The ext4 row is timed in the page
@@ -94,6 +94,9 @@ static const char *const dirty_knobs[] = {
 	"/proc/sys/vm/dirty_writeback_centisecs",
 };
 static long dirty_saved[3];
+
+#define REPLACE_KNOB "/proc/sys/vm/splice_move_replace"
+static long replace_saved;
 
 static double secs(struct timeval tv)
 {
@@ -440,6 +443,16 @@ int main(void)
 		perror("vm.splice_move=1");
 		return 1;
 	}
+	/*
+	 * The overwrite rows measure what a replacement costs against the copy
+	 * it saves: turn it on (off by default; a kernel without the sysctl
+	 * replaces wherever it can).
+	 */
+	replace_saved = read_number(REPLACE_KNOB);
+	if (replace_saved >= 0 && write_file(REPLACE_KNOB, "1")) {
+		perror("vm.splice_move_replace=1");
+		return 1;
+	}
 	nrows = list ? parse_rows(list, rows) : 0;
 	page_size = sysconf(_SC_PAGESIZE);
 	splice_size = splice_env ? strtoull(splice_env, NULL, 10) : 0;
@@ -561,6 +574,12 @@ int main(void)
 		snprintf(dir, sizeof(dir), ROOT "/%s", all_rows[f].fs);
 		if (uses(rows, nrows, all_rows[f].fs))
 			umount(dir);
+	}
+	if (replace_saved >= 0) {
+		char val[24];
+
+		snprintf(val, sizeof(val), "%ld", replace_saved);
+		write_file(REPLACE_KNOB, val);
 	}
 	fclose(out);
 	return err;

@@ -7,6 +7,11 @@
  *
  * For each filesystem, a file of NPAGES pages is written with pwrite(2),
  * the PFN behind each page read from /proc/self/pagemap (root), then:
+ * - default: with vm.splice_move_replace=0 (the default) a new pattern is
+ *   spliced over the whole file: nothing is replaced, no page is taken
+ *   from the pipe only to be copied, and the PFNs stay. The rest runs with
+ *   vm.splice_move_replace=1 (a kernel without that sysctl replaces
+ *   wherever it can).
  * - overwrite: a new pattern is spliced over the whole file. On tmpfs and
  *   ramfs nearly every page must be replaced (/proc/vmstat
  *   splice_move_replace) with none taken and then copied, and the PFN of
@@ -45,6 +50,7 @@
 #define NPAGES 256		/* 1 MiB */
 #define CHUNK 16		/* pages per write(2) into the pipe */
 #define SEEDS 6			/* patterns 1..SEEDS-1 */
+#define REPLACE_KNOB "/proc/sys/vm/splice_move_replace"
 
 static unsigned char pat(unsigned int seed, long pg, long i)
 {
@@ -172,6 +178,23 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 		   "%s: PFNs of the cached pages", fs))
 		goto out;
 
+	/* By default a move copies over a cached page, and takes none. */
+	if (counters && read_number(REPLACE_KNOB) >= 0) {
+		check(write_file(REPLACE_KNOB, "0") == 0, "%s: vm.splice_move_replace=0", fs);
+		r0 = vmstat("splice_move_replace");
+		f0 = vmstat("splice_move_fallback");
+		check(splice_over(fd, 5) == 0, "%s: splice pattern 5 over the file", fs);
+		r = vmstat("splice_move_replace") - r0;
+		f = vmstat("splice_move_fallback") - f0;
+		holds(fd, 5, fs, "overwritten by default, from the page cache");
+		if (check(file_pfns(fd, NPAGES, after, fs) == 0,
+			  "%s: PFNs after the default overwrite", fs))
+			check(r == 0 && f == 0 && changed(before, after) == 0,
+			      "%s: by default copied over the cached pages: %ld replaced, %ld taken then copied, %ld PFNs changed (want 0, 0, 0)",
+			      fs, r, f, changed(before, after));
+		check(write_file(REPLACE_KNOB, "1") == 0, "%s: vm.splice_move_replace=1", fs);
+	}
+
 	/* Overwrite. */
 	r0 = vmstat("splice_move_replace");
 	f0 = vmstat("splice_move_fallback");
@@ -270,6 +293,7 @@ out:
 
 int main(void)
 {
+	long knob = read_number(REPLACE_KNOB);
 	int counters = vmstat("splice_move_replace") >= 0;
 	int require = moves_required();
 	const char *tmpfs = "/tmp/zcsplice-overwrite-tmpfs";
@@ -279,6 +303,8 @@ int main(void)
 
 	if (!counters)
 		printf("splice_move_replace counter: absent, checking data only\n");
+	if (knob >= 0)
+		check(knob == 0, "vm.splice_move_replace is 0 by default (it is %ld)", knob);
 	mkdir(tmpfs, 0755);
 	mkdir(ramfs, 0755);
 	if (mount("tmpfs", tmpfs, "tmpfs", 0, "size=64m") ||
@@ -296,6 +322,12 @@ int main(void)
 	else if (rc == -1)
 		check(0, "ext4 setup");
 	blockfs_teardown(&b);
+	if (knob >= 0) {
+		char val[24];
+
+		snprintf(val, sizeof(val), "%ld", knob);
+		write_file(REPLACE_KNOB, val);
+	}
 	printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
 	return failures != 0;
 }
