@@ -27,6 +27,15 @@
  *   page it reads must be one whole pattern that page held, never zeros
  *   or a mix; a copy into a cached page may be read half done (reads take
  *   no folio lock), so on ext4 that is only reported.
+ * - others racing: while eight more patterns are spliced over the file, a
+ *   child keeps the file mapped, zaps random ranges of its mapping
+ *   (MADV_DONTNEED) and faults them in again, so that pages are mapped and
+ *   unmapped around the replacements; others punch holes, fsync() and drop
+ *   clean caches. Then one last pattern is spliced with nothing racing,
+ *   and the child's mapping must show it on every page: a page replaced
+ *   under a mapping that a fault had just set up would keep showing an
+ *   older one. Then the same with ftruncate() racing (no mapping: it
+ *   would fault beyond EOF). tmpfs must give back every block afterwards.
  * Without the series (no splice_move_replace counter) the data checks run
  * all the same.
  */
@@ -40,6 +49,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,6 +109,17 @@ static int splice_over(int fd, unsigned int seed)
 	return ret;
 }
 
+/* splice_over(), counting the pages replaced and those taken then copied. */
+static void splice_counted(int fd, unsigned int seed, const char *fs,
+			   long *replaced, long *fallback)
+{
+	long r0 = vmstat("splice_move_replace"), f0 = vmstat("splice_move_fallback");
+
+	check(splice_over(fd, seed) == 0, "%s: splice pattern %u over the file", fs, seed);
+	*replaced = vmstat("splice_move_replace") - r0;
+	*fallback = vmstat("splice_move_fallback") - f0;
+}
+
 /* Does the file hold @seed on every page? Prints the first page that differs. */
 static int holds(int fd, unsigned int seed, const char *fs, const char *when)
 {
@@ -155,13 +176,169 @@ static void reader(const char *path)
 	}
 }
 
+/* What the mapper child and the parent say to each other, shared. */
+struct handshake {
+	volatile int stop;	/* parent: 1 stop faulting, 2 check now */
+	volatile int stopped;	/* child: 1 no longer faulting */
+};
+
+/*
+ * The mapper: maps the file, then until told to stop zaps a random range
+ * of its mapping and faults random pages in again. Then, with every page
+ * faulted in, waits for the parent's last overwrite and checks that the
+ * mapping shows @final on every page. Exits with the number of pages
+ * that do not (at most 255), 255 on a setup failure.
+ */
+static void mapper(int fd, struct handshake *h, unsigned int final)
+{
+	volatile unsigned char *map;
+	uint64_t rnd = getpid();
+	long stale = 0;
+
+	map = mmap(NULL, NPAGES * PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		_exit(255);
+	while (!h->stop) {
+		long pg = xrand(&rnd) % NPAGES, n = 1 + xrand(&rnd) % CHUNK;
+
+		if (pg + n > NPAGES)
+			n = NPAGES - pg;
+		madvise((void *)(map + pg * PAGE), n * PAGE, MADV_DONTNEED);
+		for (int k = 0; k < 8; k++)
+			(void)map[(xrand(&rnd) % NPAGES) * PAGE];
+	}
+	for (long pg = 0; pg < NPAGES; pg++)
+		(void)map[pg * PAGE];
+	h->stopped = 1;
+	while (h->stop != 2)
+		usleep(1000);
+	for (long pg = 0; pg < NPAGES; pg++) {
+		if (seed_of((const unsigned char *)map + pg * PAGE, pg) == final)
+			continue;
+		if (stale++ < 3)
+			printf("mapper: page %ld shows pattern %u, want %u\n", pg,
+			       seed_of((const unsigned char *)map + pg * PAGE, pg), final);
+	}
+	fflush(stdout);
+	_exit(stale > 254 ? 254 : stale);
+}
+
+/* Until killed: punch holes (@what 0), fsync and drop clean caches (1), truncate (2). */
+static void disturber(const char *path, int what)
+{
+	uint64_t rnd = getpid() * 7 + what;
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0)
+		_exit(2);
+	for (;;) {
+		long pg = xrand(&rnd) % NPAGES;
+
+		switch (what) {
+		case 0:
+			/* ramfs has no hole punching: EOPNOTSUPP, and that is fine */
+			fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  pg * PAGE, 4 * PAGE);
+			break;
+		case 1:
+			fsync(fd);
+			write_file("/proc/sys/vm/drop_caches", "1");
+			break;
+		default:
+			if (ftruncate(fd, pg * PAGE) || ftruncate(fd, NPAGES * PAGE))
+				_exit(3);
+		}
+		usleep(1000);
+	}
+}
+
+/* Starts the disturbers named in @whats (-1 ends the list) into @pids. */
+static int disturb(const char *path, const int *whats, pid_t *pids)
+{
+	int n = 0;
+
+	fflush(stdout);
+	for (; whats[n] >= 0; n++) {
+		pids[n] = fork();
+		if (pids[n] == 0)
+			disturber(path, whats[n]);
+	}
+	return n;
+}
+
+/* Stops them; 0 when each was still running (none gave up on an error). */
+static int undisturb(const pid_t *pids, int n)
+{
+	int status, bad = 0;
+
+	for (int k = 0; k < n; k++) {
+		kill(pids[k], SIGKILL);
+		waitpid(pids[k], &status, 0);
+		bad += !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	}
+	return bad;
+}
+
+/* Splices eight patterns over @fd (4, 1, 5, 1, ...) while others race it. */
+static long race(int fd, const char *fs, const char *who)
+{
+	long r0 = vmstat("splice_move_replace");
+
+	for (unsigned int s = 4; s < SEEDS; s++)
+		for (int k = 0; k < 4; k++)
+			check(splice_over(fd, k % 2 ? 1 : s) == 0,
+			      "%s: splice pattern %u over the file, %s",
+			      fs, k % 2 ? 1 : s, who);
+	return vmstat("splice_move_replace") - r0;
+}
+
+/* The mapping, hole punching, fsync and drop_caches race; then truncation. */
+static void others_racing(int fd, const char *path, const char *fs)
+{
+	static const int punch_sync[] = { 0, 1, -1 }, trunc_punch[] = { 2, 0, -1 };
+	struct handshake *h;
+	pid_t pids[4], mpid;
+	int status, n;
+	long r;
+
+	h = mmap(NULL, sizeof(*h), PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!check(h != MAP_FAILED, "%s: shared memory for the mapper", fs))
+		return;
+	fflush(stdout);
+	mpid = fork();
+	if (mpid == 0)
+		mapper(fd, h, 2);
+	n = disturb(path, punch_sync, pids);
+	r = race(fd, fs, "with faults, zaps, hole punches, fsync and drop_caches racing");
+	check(undisturb(pids, n) == 0, "%s: hole punching, fsync and drop_caches ran throughout", fs);
+	h->stop = 1;
+	while (!h->stopped)
+		usleep(1000);
+	check(splice_over(fd, 2) == 0, "%s: splice pattern 2 over the file, nothing racing", fs);
+	h->stop = 2;
+	waitpid(mpid, &status, 0);
+	check(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "%s: after %ld replacements racing faults and zaps, a mapping kept since shows pattern 2 on every page (%d pages do not)",
+	      fs, r, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	holds(fd, 2, fs, "after faults, zaps, punches, fsync and drop_caches");
+	munmap(h, sizeof(*h));
+
+	n = disturb(path, trunc_punch, pids);
+	r = race(fd, fs, "with ftruncate and hole punches racing");
+	check(undisturb(pids, n) == 0, "%s: ftruncate and hole punching ran throughout", fs);
+	printf("%s: %ld pages replaced while ftruncate and hole punching raced\n", fs, r);
+	check(splice_over(fd, 1) == 0, "%s: splice pattern 1 over the file, nothing racing", fs);
+	holds(fd, 1, fs, "after ftruncate and hole punches");
+}
+
 static void run_on(const char *fs, const char *mnt, int counters, int require,
 		   struct blockfs *b)
 {
 	static unsigned char buf[NPAGES * PAGE];
 	static uint64_t before[NPAGES], after[NPAGES];
 	int replaces = strcmp(fs, "ext4") != 0;
-	long r0, f0, r, f;
+	long r0, r, f;
 	volatile unsigned char *map;
 	char path[192];
 	int fd, status, torn;
@@ -181,11 +358,7 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 	/* By default a move copies over a cached page, and takes none. */
 	if (counters && read_number(REPLACE_KNOB) >= 0) {
 		check(write_file(REPLACE_KNOB, "0") == 0, "%s: vm.splice_move_replace=0", fs);
-		r0 = vmstat("splice_move_replace");
-		f0 = vmstat("splice_move_fallback");
-		check(splice_over(fd, 5) == 0, "%s: splice pattern 5 over the file", fs);
-		r = vmstat("splice_move_replace") - r0;
-		f = vmstat("splice_move_fallback") - f0;
+		splice_counted(fd, 5, fs, &r, &f);
 		holds(fd, 5, fs, "overwritten by default, from the page cache");
 		if (check(file_pfns(fd, NPAGES, after, fs) == 0,
 			  "%s: PFNs after the default overwrite", fs))
@@ -196,11 +369,7 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 	}
 
 	/* Overwrite. */
-	r0 = vmstat("splice_move_replace");
-	f0 = vmstat("splice_move_fallback");
-	check(splice_over(fd, 2) == 0, "%s: splice pattern 2 over the file", fs);
-	r = vmstat("splice_move_replace") - r0;
-	f = vmstat("splice_move_fallback") - f0;
+	splice_counted(fd, 2, fs, &r, &f);
 	holds(fd, 2, fs, "overwritten, from the page cache");
 	if (check(file_pfns(fd, NPAGES, after, fs) == 0,
 		  "%s: PFNs after the overwrite", fs) &&
@@ -247,16 +416,11 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 		      fs, r, changed(before, after));
 
 	/* Readers racing the overwrite see whole pages, old or new. */
+	fflush(stdout);
 	pid = fork();
 	if (pid == 0)
 		reader(path);
-	r0 = vmstat("splice_move_replace");
-	for (unsigned int s = 4; s < SEEDS; s++)
-		for (int k = 0; k < 4; k++)
-			check(splice_over(fd, k % 2 ? 1 : s) == 0,
-			      "%s: splice pattern %u over the file, pages being read",
-			      fs, k % 2 ? 1 : s);
-	r = vmstat("splice_move_replace") - r0;
+	r = race(fd, fs, "pages being read");
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	/*
@@ -274,6 +438,8 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 		       torn ? "read a torn page, as a copy allows" : "read whole pages only");
 	holds(fd, 1, fs, "after the race");
 
+	others_racing(fd, path, fs);
+
 	/* What stays once the cache is gone. */
 	close(fd);
 	fd = -1;
@@ -289,6 +455,14 @@ out:
 	if (fd >= 0)
 		close(fd);
 	unlink(path);
+	if (!strcmp(fs, "tmpfs")) {
+		struct statfs st = { 0 };
+		int err = statfs(mnt, &st);
+
+		check(!err && st.f_bfree == st.f_blocks,
+		      "%s: every block given back once the file is gone (%llu of %llu free)",
+		      fs, (unsigned long long)st.f_bfree, (unsigned long long)st.f_blocks);
+	}
 }
 
 int main(void)
