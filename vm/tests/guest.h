@@ -107,6 +107,24 @@ static inline int moves_required(void)
 	       !(m && !strcmp(m, "optional"));
 }
 
+/*
+ * Makes directories @tmpfs and @ramfs and mounts a tmpfs (options
+ * @tmpfs_opts) and a ramfs on them. Returns 0, or -1 after printing a FAIL
+ * line.
+ */
+static inline int mount_tmpfs_ramfs(const char *tmpfs, const char *tmpfs_opts,
+				    const char *ramfs)
+{
+	mkdir(tmpfs, 0755);
+	mkdir(ramfs, 0755);
+	if (mount("tmpfs", tmpfs, "tmpfs", 0, tmpfs_opts) ||
+	    mount("ramfs", ramfs, "ramfs", 0, NULL)) {
+		printf("FAIL: mount tmpfs/ramfs: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Syncs and drops clean page cache: a moved page not dirtied is lost. */
 static inline int drop_caches(void)
 {
@@ -174,41 +192,56 @@ static inline int splice_full(int pfd, int fd, loff_t *off, size_t len)
 #define FOLIO_ORDERS 10
 
 /*
- * The PFN behind each of the first pages pages of fd (read in where not
- * cached), from /proc/self/pagemap through a shared mapping (root only:
- * others read PFN 0). Returns 0, or -1 after printing why, after who.
+ * The PFN behind each of the @pages pages at @addr of this process, faulted
+ * in first (/proc/self/pagemap: root only). Returns 0, or -1 after printing
+ * why not.
  */
-static inline int file_pfns(int fd, long pages, uint64_t *pfn, const char *who)
+static inline int mem_pfns(volatile const char *addr, long pages, uint64_t *pfn,
+			   const char *who)
 {
 	const uint64_t mask = (1ull << 55) - 1;	/* PM_PFRAME_MASK */
 	long page = sysconf(_SC_PAGESIZE);
 	int pm = open("/proc/self/pagemap", O_RDONLY);
-	volatile const char *map = MAP_FAILED;
 	int ret = 0;
 
-	if (pages)
-		map = mmap(NULL, pages * page, PROT_READ, MAP_SHARED, fd, 0);
-	if (pm < 0 || (pages && map == MAP_FAILED)) {
-		printf("%s: pagemap/mmap: %s\n", who, strerror(errno));
-		ret = -1;
-		goto out;
+	if (pm < 0) {
+		printf("%s: pagemap: %s\n", who, strerror(errno));
+		return -1;
 	}
 	for (long i = 0; i < pages && !ret; i++) {
 		uint64_t ent = 0;
 
-		(void)map[i * page];
-		if (pread(pm, &ent, 8, ((uintptr_t)map / page + i) * 8) != 8 ||
+		(void)addr[i * page];
+		if (pread(pm, &ent, 8, ((uintptr_t)addr / page + i) * 8) != 8 ||
 		    !(ent >> 63) || !(ent & mask)) {
 			printf("%s: no PFN for page %ld\n", who, i);
 			ret = -1;
 		}
 		pfn[i] = ent & mask;
 	}
-out:
-	if (map != MAP_FAILED)
-		munmap((void *)map, pages * page);
-	if (pm >= 0)
-		close(pm);
+	close(pm);
+	return ret;
+}
+
+/*
+ * The PFN behind each of the first @pages pages of @fd's page cache, read
+ * through a shared mapping (mem_pfns()). Returns 0, or -1 after printing why.
+ */
+static inline int file_pfns(int fd, long pages, uint64_t *pfn, const char *who)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	void *map;
+	int ret;
+
+	if (!pages)
+		return 0;
+	map = mmap(NULL, pages * page, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		printf("%s: mmap: %s\n", who, strerror(errno));
+		return -1;
+	}
+	ret = mem_pfns(map, pages, pfn, who);
+	munmap(map, pages * page);
 	return ret;
 }
 

@@ -479,13 +479,8 @@ int main(void)
 		printf("splice_move_replace counter: absent, checking data only\n");
 	if (knob >= 0)
 		check(knob == 0, "vm.splice_move_replace is 0 by default (it is %ld)", knob);
-	mkdir(tmpfs, 0755);
-	mkdir(ramfs, 0755);
-	if (mount("tmpfs", tmpfs, "tmpfs", 0, "size=64m") ||
-	    mount("ramfs", ramfs, "ramfs", 0, NULL)) {
-		printf("FAIL: mount tmpfs/ramfs: %s\n", strerror(errno));
+	if (mount_tmpfs_ramfs(tmpfs, "size=64m", ramfs))
 		return 1;
-	}
 	run_on("tmpfs", tmpfs, counters, require, NULL);
 	run_on("ramfs", ramfs, counters, require, NULL);
 	umount(tmpfs);
