@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * splice-gift: user memory to file with no copy. Whole, page-aligned,
+ * anonymous order-0 pages that a process vmsplice()s with SPLICE_F_GIFT and
+ * then unmaps are moved into the page cache by a splice with SPLICE_F_MOVE:
+ * the PFN the process saw behind each page (/proc/self/pagemap, root) is
+ * the PFN of the file's page afterwards, the file holds the data, and
+ * again after drop_caches (ext4: after a remount, from disk).
+ *
+ * Everything else is copied, each checked by splice_move_gift staying put
+ * and no PFN of the process showing up in the file:
+ * - mapped: gifted but still mapped; the process then writes over its
+ *   buffer, and the file must keep what was spliced;
+ * - no flag: vmspliced without SPLICE_F_GIFT, then unmapped;
+ * - forked: gifted and unmapped, but a child still maps the pages (COW);
+ * - pinned: gifted and unmapped, but io_uring holds the pages as fixed
+ *   buffers (FOLL_PIN);
+ * - huge: gifted and unmapped, but the pages are part of a THP.
+ * KSM pages are refused too; this kernel config may not have KSM, and
+ * merging needs ksmd: not tested here.
+ *
+ * A page the CPU just faulted in sits in a per-CPU LRU batch, which holds a
+ * reference, until munmap() drains the batch (unmap_region()): the test,
+ * like any gifter, unmaps each page before it is spliced.
+ *
+ * The pages are spliced one at a time: ext4 wants a large folio for a
+ * longer write (6.16+), and a donor is order 0.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "guest.h"
+
+#define PAGE 4096
+#define NPAGES 32
+#define HUGE (2 << 20)
+
+enum gift_case { GIFT, MAPPED, NO_FLAG, FORKED, PINNED, HUGE_PAGE, NCASES };
+
+static const char *const case_name[NCASES] = {
+	"gift", "mapped", "no flag", "forked", "pinned", "huge",
+};
+
+static unsigned char pat(unsigned int seed, long pg, long i)
+{
+	return (unsigned char)(seed * 73 + pg * 31 + i * 7 + 1);
+}
+
+/* Does @fd hold NPAGES pages of @seed? Names the first page that differs. */
+static int holds(int fd, unsigned int seed, const char *what, const char *when)
+{
+	static unsigned char got[NPAGES * PAGE];
+
+	if (pread(fd, got, sizeof(got), 0) != sizeof(got))
+		return check(0, "%s: %s: short read", what, when);
+	for (long pg = 0; pg < NPAGES; pg++)
+		for (long i = 0; i < PAGE; i++)
+			if (got[pg * PAGE + i] != pat(seed, pg, i))
+				return check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
+					     what, when, pg, i, got[pg * PAGE + i],
+					     pat(seed, pg, i));
+	return check(1, "%s: %s: the file holds the data", what, when);
+}
+
+/* Is the memory at @addr in a transparent huge page (/proc/kpageflags)? */
+static int in_thp(const char *addr)
+{
+	uint64_t pfn, flags = 0;
+	int fd;
+
+	if (mem_pfns(addr, 1, &pfn, "thp"))
+		return 0;
+	fd = open("/proc/kpageflags", O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &flags, 8, pfn * 8) != 8)
+		flags = 0;
+	close(fd);
+	return !!(flags & (1ull << 22));	/* KPF_THP */
+}
+
+/* Registers @len bytes at @addr as an io_uring fixed buffer; the ring fd. */
+static int pin_pages(void *addr, size_t len)
+{
+	struct io_uring_params par;
+	struct iovec iov = { addr, len };
+	int ring;
+
+	memset(&par, 0, sizeof(par));
+	ring = syscall(__NR_io_uring_setup, 1, &par);
+	if (ring < 0)
+		return -1;
+	if (syscall(__NR_io_uring_register, ring, IORING_REGISTER_BUFFERS, &iov, 1)) {
+		close(ring);
+		return -1;
+	}
+	return ring;
+}
+
+/*
+ * One case on one filesystem: NPAGES pages of user memory, vmspliced and
+ * spliced page by page into @dir/gift. Returns 0, or -1 when the case could
+ * not be set up here (skipped, said why).
+ */
+static int run_case(const char *fs, const char *dir, enum gift_case c,
+		    int require, struct blockfs *b)
+{
+	static uint64_t user[NPAGES], file[NPAGES];
+	unsigned int seed = 1 + c;
+	size_t len = NPAGES * PAGE, maplen = c == HUGE_PAGE ? 2 * HUGE : len;
+	long moved, gifts, fallback, same = 0;
+	char what[64], path[192];
+	int fd, p[2], ring = -1;
+	pid_t child = -1;
+	char *map, *buf;
+
+	snprintf(what, sizeof(what), "%s: %s", fs, case_name[c]);
+	snprintf(path, sizeof(path), "%s/gift", dir);
+	map = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return check(0, "%s: mmap: %s", what, strerror(errno)) - 1;
+	buf = map;
+	if (c == HUGE_PAGE) {
+		buf = (char *)(((uintptr_t)map + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+		madvise(buf, HUGE, MADV_HUGEPAGE);
+	} else {
+		madvise(buf, len, MADV_NOHUGEPAGE);
+	}
+	for (long pg = 0; pg < NPAGES; pg++)
+		for (long i = 0; i < PAGE; i++)
+			buf[pg * PAGE + i] = pat(seed, pg, i);
+	if (c == HUGE_PAGE && !in_thp(buf)) {
+		printf("%s: skipped: no transparent huge page here\n", what);
+		munmap(map, maplen);
+		return -1;
+	}
+	if (c == PINNED) {
+		ring = pin_pages(buf, len);
+		if (ring < 0) {
+			printf("%s: skipped: no io_uring fixed buffers: %s\n", what,
+			       strerror(errno));
+			munmap(map, maplen);
+			return -1;
+		}
+	}
+	if (c == FORKED) {
+		fflush(stdout);
+		child = fork();
+		if (child == 0) {
+			pause();
+			_exit(0);
+		}
+	}
+	if (!check(mem_pfns(buf, NPAGES, user, what) == 0, "%s: PFNs of the user pages", what))
+		goto out_map;
+
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (!check(fd >= 0 && pipe(p) == 0, "%s: open and pipe", what))
+		goto out_map;
+	moved = vmstat("splice_move");
+	gifts = vmstat("splice_move_gift");
+	fallback = vmstat("splice_move_fallback");
+	if (c == HUGE_PAGE) {
+		/* All of it into the pipe, then no mapping of the THP is left. */
+		struct iovec iov = { buf, len };
+		ssize_t n = 0;
+
+		check(fcntl(p[1], F_SETPIPE_SZ, (int)len) >= (int)len,
+		      "%s: a pipe of %d pages", what, NPAGES);
+		while (iov.iov_len &&
+		       (n = vmsplice(p[1], &iov, 1, SPLICE_F_GIFT)) > 0) {
+			iov.iov_base = (char *)iov.iov_base + n;
+			iov.iov_len -= n;
+		}
+		check(!iov.iov_len, "%s: vmsplice %d pages", what, NPAGES);
+		munmap(map, maplen);
+	}
+	for (long pg = 0; pg < NPAGES; pg++) {
+		struct iovec iov = { buf + pg * PAGE, PAGE };
+		loff_t off = pg * PAGE;
+
+		if (c != HUGE_PAGE &&
+		    vmsplice(p[1], &iov, 1, c == NO_FLAG ? 0 : SPLICE_F_GIFT) != PAGE) {
+			check(0, "%s: vmsplice page %ld: %s", what, pg, strerror(errno));
+			break;
+		}
+		if (c != MAPPED && c != HUGE_PAGE)
+			munmap(buf + pg * PAGE, PAGE);
+		if (splice_full(p[0], fd, &off, PAGE)) {
+			check(0, "%s: splice page %ld into the file", what, pg);
+			break;
+		}
+	}
+	moved = vmstat("splice_move") - moved;
+	gifts = vmstat("splice_move_gift") - gifts;
+	fallback = vmstat("splice_move_fallback") - fallback;
+	if (c == MAPPED)
+		memset(buf, 0x5a, len);
+	holds(fd, seed, what, "from the page cache");
+	if (check(file_pfns(fd, NPAGES, file, what) == 0, "%s: PFNs of the file's pages", what)) {
+		for (long pg = 0; pg < NPAGES; pg++)
+			same += user[pg] == file[pg];
+		printf("%s: %ld of %d pages moved, %ld gifts taken, %ld taken then copied, %ld user PFNs now the file's\n",
+		       what, moved, NPAGES, gifts, fallback, same);
+		if (c == GIFT && require)
+			check(moved == NPAGES && gifts == NPAGES && fallback == 0 &&
+			      same == NPAGES,
+			      "%s: every page moved as it was: %ld moved, %ld gifts, %ld copied after all, %ld PFNs kept (want %d, %d, 0, %d)",
+			      what, moved, gifts, fallback, same, NPAGES, NPAGES, NPAGES);
+		else if (c != GIFT)
+			check(gifts == 0 && same == 0,
+			      "%s: copied: %ld gifts taken (want 0), %ld user PFNs in the file (want 0)",
+			      what, gifts, same);
+	}
+	close(p[0]);
+	close(p[1]);
+	close(fd);
+	if (b)
+		check(blockfs_remount(b) == 0, "%s: remount", what);
+	else
+		check(drop_caches() == 0, "%s: drop_caches", what);
+	fd = open(path, O_RDONLY);
+	if (check(fd >= 0, "%s: open again", what)) {
+		holds(fd, seed, what, b ? "after a remount, from disk" : "after drop_caches");
+		close(fd);
+	}
+	unlink(path);
+out_map:
+	if (child > 0) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	}
+	if (ring >= 0)
+		close(ring);
+	munmap(map, maplen);
+	return 0;
+}
+
+static void run_on(const char *fs, const char *dir, int require, struct blockfs *b)
+{
+	for (int c = 0; c < NCASES; c++)
+		run_case(fs, dir, c, require, b);
+}
+
+int main(void)
+{
+	const char *tmpfs = "/tmp/zcsplice-gift-tmpfs";
+	const char *ramfs = "/tmp/zcsplice-gift-ramfs";
+	int require = moves_required();
+	struct blockfs b;
+	int rc;
+
+	if (vmstat("splice_move_gift") < 0) {
+		printf("kernel without splice_move_gift: gifts are copied; nothing to test\n");
+		return 77;
+	}
+	if (mount_tmpfs_ramfs(tmpfs, "size=64m,huge=never", ramfs))
+		return 1;
+	run_on("tmpfs", tmpfs, require, NULL);
+	run_on("ramfs", ramfs, require, NULL);
+	umount(tmpfs);
+	umount(ramfs);
+	rc = blockfs_setup(&b, "gift", "ext4", "", "");
+	if (rc == 0)
+		run_on("ext4", b.mnt, require, &b);
+	else if (rc == -1)
+		check(0, "ext4 setup");
+	blockfs_teardown(&b);
+	printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
+	return failures != 0;
+}
