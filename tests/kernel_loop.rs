@@ -417,7 +417,11 @@ fn bench_measures_every_cell() {
             "ramfs-overwrite move",
             "ramfs-overwrite copy",
             "ext4-overwrite move",
-            "ext4-overwrite copy"
+            "ext4-overwrite copy",
+            "tmpfs-gift move",
+            "tmpfs-gift copy",
+            "ramfs-gift move",
+            "ramfs-gift copy"
         ]
     );
     for c in cells {
@@ -457,12 +461,19 @@ fn bench_measures_every_cell() {
     }
     // Warm-ups are kept in the samples, not in the cells.
     let samples = b["samples"].as_array().unwrap();
-    assert_eq!(samples.len(), 14 * 3);
-    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 14);
+    assert_eq!(samples.len(), 18 * 3);
+    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 18);
     // A timed fsync writes the whole file back; the ext4 row without it
     // stays in the page cache.
     for s in samples.iter().filter(|s| s["fs"] == "ext4+fsync") {
         assert!(s["written"].as_u64().unwrap() >= pages, "{s:#}");
+    }
+    // A move in a gift row takes the writer's pages, and only those.
+    for s in samples
+        .iter()
+        .filter(|s| s["fs"].as_str().unwrap().ends_with("-gift") && s["mode"] == "move")
+    {
+        assert_eq!(s["splice_move_gift"], s["splice_move"], "{s:#}");
     }
     for s in samples
         .iter()
@@ -473,7 +484,7 @@ fn bench_measures_every_cell() {
     assert_eq!(b["ext4_disk_bytes"], (128u64 << 20) + (1 << 30));
 
     let ratios = b["ratios"].as_array().unwrap();
-    assert_eq!(ratios.len(), 7);
+    assert_eq!(ratios.len(), 9);
     for r in ratios {
         assert!(r["throughput"].as_f64().unwrap() > 0.0, "{r:#}");
         assert!(r["sys_cpu"].as_f64().unwrap() > 0.0, "{r:#}");

@@ -236,7 +236,9 @@ pub struct BenchArgs {
     /// Rows to measure, repeatable or comma-separated: tmpfs, ramfs,
     /// ext4 (page cache only), ext4+fsync (fsync timed), and
     /// tmpfs-overwrite, ramfs-overwrite, ext4-overwrite (the splice writes
-    /// over a cached file; vm.splice_move_replace=1) [default: all].
+    /// over a cached file; vm.splice_move_replace=1), tmpfs-gift,
+    /// ramfs-gift (the writer vmsplices its pages with SPLICE_F_GIFT and
+    /// unmaps them) [default: all].
     #[arg(
         long = "fs",
         value_name = "FS",

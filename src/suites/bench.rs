@@ -18,8 +18,10 @@ const PROGRAM: &str = "splice-bench";
 /// The rows of the table, in the order they run: a filesystem, and for
 /// ext4+fsync the same ext4 with the fsync() of the file timed too; the
 /// -overwrite rows splice over a file that is in the page cache already
-/// (tmpfs and ramfs replace each cached page with the pipe's).
-pub const ROWS: [&str; 7] = [
+/// (tmpfs and ramfs replace each cached page with the pipe's); in the
+/// -gift rows the writer vmsplice()s its own pages with SPLICE_F_GIFT and
+/// unmaps them, so that a move takes the writer's pages.
+pub const ROWS: [&str; 9] = [
     "tmpfs",
     "ramfs",
     "ext4",
@@ -27,6 +29,8 @@ pub const ROWS: [&str; 7] = [
     "tmpfs-overwrite",
     "ramfs-overwrite",
     "ext4-overwrite",
+    "tmpfs-gift",
+    "ramfs-gift",
 ];
 /// Rows where the series copies in both modes (ext4 copies over a cached
 /// page): the move mode must move nothing, and only the no-regression
@@ -34,6 +38,8 @@ pub const ROWS: [&str; 7] = [
 const COPY_ROWS: [&str; 1] = ["ext4-overwrite"];
 /// Rows whose moves must each replace a cached page.
 const OVERWRITE_ROWS: [&str; 2] = ["tmpfs-overwrite", "ramfs-overwrite"];
+/// Rows whose moves must each take a page the writer gave.
+const GIFT_ROWS: [&str; 2] = ["tmpfs-gift", "ramfs-gift"];
 /// Rows whose timed part writes the file to disk: that I/O is the same in
 /// both modes and dwarfs the page copy a move saves, so only the
 /// no-regression goal applies to them.
@@ -151,6 +157,10 @@ pub struct Sample {
     /// kernel that does not count them).
     #[serde(default)]
     pub splice_move_replace: i64,
+    /// Gifted pages taken for a move (0 on a kernel that does not count
+    /// them).
+    #[serde(default)]
+    pub splice_move_gift: i64,
     /// /proc/vmstat nr_written delta over the timed part: pages written
     /// back, of any file (all of this one with a timed fsync, else at most
     /// a few pages of metadata).
@@ -405,6 +415,15 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                 "move" if copies && moved.iter().any(|&m| m != 0) => warnings.push(format!(
                     "{fs} move: pages were moved where the series copies ({moved:?})"
                 )),
+                "move"
+                    if GIFT_ROWS.contains(&fs)
+                        && reps.iter().any(|s| s.splice_move_gift < s.splice_move) =>
+                {
+                    warnings.push(format!(
+                        "{fs} move: pages moved that were not the writer's gifts ({:?} gifts, {moved:?} moved)",
+                        reps.iter().map(|s| s.splice_move_gift).collect::<Vec<_>>()
+                    ))
+                }
                 "move" if OVERWRITE_ROWS.contains(&fs) && replaced_share_min < moved_share_min => {
                     warnings.push(format!(
                         "{fs} move: only {:.1}% of the pages replaced a cached page in some rep",
@@ -899,6 +918,7 @@ mod tests {
             splice_move: moved,
             splice_move_fallback: 0,
             splice_move_replace: 0,
+            splice_move_gift: 0,
             written: 0,
             folios: Vec::new(),
         }
@@ -1173,6 +1193,27 @@ mod tests {
                 .iter()
                 .any(|w| w
                     .starts_with("ext4-overwrite move: pages were moved where the series copies")),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn gift_rows_warn_when_a_move_took_other_pages() {
+        let h = header(1 << 30, 1);
+        let rows = names(&["tmpfs-gift", "ramfs-gift"]);
+        let steady = [(1.0, 1.0, 2.0, 1.0), (1.0, 1.0, 2.0, 1.0)];
+        let mut v = samples("tmpfs-gift", &steady);
+        v.extend(samples("ramfs-gift", &steady));
+        // tmpfs moved only the writer's gifts; ramfs moved 10 pages more.
+        for s in v.iter_mut().filter(|s| s.mode == "move") {
+            s.splice_move_gift = s.splice_move - if s.fs == "ramfs-gift" { 10 } else { 0 };
+        }
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0]
+                .starts_with("ramfs-gift move: pages moved that were not the writer's gifts"),
             "{:?}",
             s.warnings
         );

@@ -23,7 +23,10 @@
  * bytes in the page cache (written, untimed, before each rep; on ext4
  * also synced, so that its pages are clean) and the splice writes over
  * them: tmpfs and ramfs replace each cached page with the pipe's (the
- * bench sets vm.splice_move_replace=1 for that), ext4 copies over it. The ext4 rows use one
+ * bench sets vm.splice_move_replace=1 for that), ext4 copies over it. In
+ * tmpfs-gift and ramfs-gift the writer gives its pages: each 64 KiB is
+ * written into fresh anonymous memory, vmspliced with SPLICE_F_GIFT and
+ * unmapped, so that a move takes the writer's own pages (zero copies). The ext4 rows use one
  * filesystem that mkfs.ext4 (default options) makes on the scratch disk
  * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
  * initialisation writes behind the reps. The ext4 row is timed in the page
@@ -41,9 +44,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,7 +59,7 @@
 #define WRITE_SIZE (64 << 10)
 #define ROOT "/tmp/zcsplice-bench"
 #define CALIBRATE_SIZE (16 << 20)
-#define MAX_ROWS 8
+#define MAX_ROWS 9
 
 static char buf[WRITE_SIZE];
 static long page_size;
@@ -62,29 +67,34 @@ static long page_size;
 struct sample {
 	double seconds, sys_seconds, user_seconds;
 	long splice_move, splice_move_fallback, splice_move_replace;
+	long splice_move_gift;
 	long written;		/* pages written back while timed */
 	long folios[FOLIO_ORDERS];	/* pages per folio order, after it */
 };
 
 /*
- * A row of the table: a filesystem, whether fsync() is timed, and whether
- * the splice writes over a file that is in the page cache already.
+ * A row of the table: a filesystem, whether fsync() is timed, whether the
+ * splice writes over a file that is in the page cache already, and whether
+ * the writer gives the pipe its own pages (vmsplice(SPLICE_F_GIFT)).
  */
 struct row {
 	const char *name;
 	const char *fs;
 	int fsync;
 	int overwrite;
+	int gift;
 };
 
 static const struct row all_rows[] = {
-	{ "tmpfs", "tmpfs", 0, 0 },
-	{ "ramfs", "ramfs", 0, 0 },
-	{ "ext4", "ext4", 0, 0 },
-	{ "ext4+fsync", "ext4", 1, 0 },
-	{ "tmpfs-overwrite", "tmpfs", 0, 1 },
-	{ "ramfs-overwrite", "ramfs", 0, 1 },
-	{ "ext4-overwrite", "ext4", 0, 1 },
+	{ "tmpfs", "tmpfs", 0, 0, 0 },
+	{ "ramfs", "ramfs", 0, 0, 0 },
+	{ "ext4", "ext4", 0, 0, 0 },
+	{ "ext4+fsync", "ext4", 1, 0, 0 },
+	{ "tmpfs-overwrite", "tmpfs", 0, 1, 0 },
+	{ "ramfs-overwrite", "ramfs", 0, 1, 0 },
+	{ "ext4-overwrite", "ext4", 0, 1, 0 },
+	{ "tmpfs-gift", "tmpfs", 0, 0, 1 },
+	{ "ramfs-gift", "ramfs", 0, 0, 1 },
 };
 
 /* The writeback knobs the ext4 rows change, saved to restore them. */
@@ -195,12 +205,39 @@ static double copy_us_per_page(long page, const char **routine)
 	return best;
 }
 
-/* The writer: @size bytes into @fd in WRITE_SIZE writes. */
-static void writer(int fd, unsigned long long size)
+/*
+ * The writer: @size bytes into @fd in WRITE_SIZE writes; with @gift, each
+ * WRITE_SIZE in fresh anonymous memory that is vmspliced with
+ * SPLICE_F_GIFT and then unmapped, as a producer that gives its pages
+ * away does.
+ */
+static void writer(int fd, unsigned long long size, int gift)
 {
 	for (; size; size -= WRITE_SIZE) {
-		if (write(fd, buf, WRITE_SIZE) != WRITE_SIZE)
+		struct iovec iov;
+		char *mem;
+
+		if (!gift) {
+			if (write(fd, buf, WRITE_SIZE) != WRITE_SIZE)
+				_exit(1);
+			continue;
+		}
+		mem = mmap(NULL, WRITE_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mem == MAP_FAILED)
 			_exit(1);
+		memcpy(mem, buf, WRITE_SIZE);
+		iov.iov_base = mem;
+		iov.iov_len = WRITE_SIZE;
+		while (iov.iov_len) {
+			ssize_t n = vmsplice(fd, &iov, 1, SPLICE_F_GIFT);
+
+			if (n <= 0)
+				_exit(1);
+			iov.iov_base = (char *)iov.iov_base + n;
+			iov.iov_len -= n;
+		}
+		munmap(mem, WRITE_SIZE);
 	}
 	_exit(0);
 }
@@ -259,7 +296,7 @@ static int prefill(int fd, unsigned long long size, int block)
 static int one_rep(const char *file, unsigned long long size,
 		   const struct row *row, int block, struct sample *s)
 {
-	long moved, fallback, replaced, written;
+	long moved, fallback, replaced, gifts, written;
 	struct rusage self0, self1, child;
 	unsigned long long done = 0;
 	int p[2], fd, status, err = 0;
@@ -278,6 +315,7 @@ static int one_rep(const char *file, unsigned long long size,
 	moved = vmstat("splice_move");
 	fallback = vmstat("splice_move_fallback");
 	replaced = vmstat("splice_move_replace");
+	gifts = vmstat("splice_move_gift");
 	written = vmstat("nr_written");
 	getrusage(RUSAGE_SELF, &self0);
 	t0 = now();
@@ -288,7 +326,7 @@ static int one_rep(const char *file, unsigned long long size,
 	}
 	if (!pid) {
 		close(p[0]);
-		writer(p[1], size);
+		writer(p[1], size, row->gift);
 	}
 	close(p[1]);
 	while (done < size) {
@@ -330,6 +368,7 @@ static int one_rep(const char *file, unsigned long long size,
 	/* 0 on a kernel that does not count replacements */
 	s->splice_move_replace = replaced < 0 ? 0 :
 				 vmstat("splice_move_replace") - replaced;
+	s->splice_move_gift = gifts < 0 ? 0 : vmstat("splice_move_gift") - gifts;
 	s->written = vmstat("nr_written") - written;
 	if (!err)
 		err = verify(fd, size);
@@ -549,12 +588,14 @@ int main(void)
 					"\"user_seconds\": %.6f, \"splice_move\": %ld, "
 					"\"splice_move_fallback\": %ld, "
 					"\"splice_move_replace\": %ld, "
+					"\"splice_move_gift\": %ld, "
 					"\"written\": %ld, \"folios\": [",
 					row->name, modes[m], rep,
 					rep ? "false" : "true", s.seconds,
 					s.sys_seconds, s.user_seconds,
 					s.splice_move, s.splice_move_fallback,
-					s.splice_move_replace, s.written);
+					s.splice_move_replace,
+					s.splice_move_gift, s.written);
 				for (int k = 0; k < FOLIO_ORDERS; k++)
 					fprintf(out, "%s%ld", k ? ", " : "",
 						s.folios[k]);
