@@ -275,6 +275,18 @@ fn cycle(series_name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The revision tag of the series' subjects (" v3"; none for v1), from
+/// its manifest.
+fn version_tag(series: &Path) -> String {
+    let m: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(series.join("patches/series.yaml")).unwrap())
+            .unwrap();
+    match m["version"].as_u64().unwrap_or(1) {
+        1 => String::new(),
+        v => format!(" v{v}"),
+    }
+}
+
 /// The last patch of the manifest that has an anchored edit.
 fn last_patch_file(series: &Path) -> PathBuf {
     let m: serde_yaml::Value =
@@ -603,7 +615,10 @@ fn the_real_series_survives_a_server_that_drops_after_five() {
         "{said}"
     );
     assert!(
-        said.contains(&format!("[PATCH RFC v2 {patches}/{patches}]")),
+        said.contains(&format!(
+            "[PATCH RFC{} {patches}/{patches}]",
+            version_tag(&series())
+        )),
         "{said}"
     );
     let cover = std::fs::read_to_string(mbx.with_extension("cover")).unwrap();
