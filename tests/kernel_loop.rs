@@ -448,6 +448,11 @@ fn bench_measures_every_cell() {
             // Every page was cached, and every one is replaced.
             assert!(moved.iter().all(|&m| m == pages), "{c:#}");
             assert_eq!(c["replaced_share_min"], 1.0, "{c:#}");
+        } else if fs.ends_with("-gift") && c["mode"] == "move" {
+            // A page the splice reaches before the writer unmaps it is
+            // copied: how many move depends on the race (checked below:
+            // every move is a gift).
+            assert!(moved.iter().all(|&m| m <= pages), "{c:#}");
         } else if fs == "ext4-overwrite" {
             assert!(moved.iter().all(|&m| m == 0), "{c:#}");
         } else if ext4_large && fs.starts_with("ext4") {
