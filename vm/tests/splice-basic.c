@@ -406,13 +406,8 @@ int main(void)
 	else
 		printf("vm.splice_move = %ld: moves %s\n", sw,
 		       require ? "required for aligned runs" : "not required");
-	mkdir(ramfs, 0755);
-	mkdir(tmpfs, 0755);
-	if (mount("ramfs", ramfs, "ramfs", 0, NULL) ||
-	    mount("tmpfs", tmpfs, "tmpfs", 0, "size=64m")) {
-		perror("mount");
+	if (mount_tmpfs_ramfs(tmpfs, "size=64m", ramfs))
 		return 1;
-	}
 	run_on(ramfs, 1);
 	run_on(tmpfs, 1);
 	run_on_disk("ext2", "", "", 1);

@@ -1123,13 +1123,8 @@ int main(void)
 	const char *ramfs = "/tmp/zcsplice-integrity-ramfs";
 	long moved, copied;
 
-	mkdir(tmpfs, 0755);
-	mkdir(ramfs, 0755);
-	if (mount("tmpfs", tmpfs, "tmpfs", 0, "size=64m") ||
-	    mount("ramfs", ramfs, "ramfs", 0, NULL)) {
-		perror("mount");
+	if (mount_tmpfs_ramfs(tmpfs, "size=64m", ramfs))
 		return 1;
-	}
 	moved = vmstat("splice_move");
 	copied = vmstat("splice_move_fallback");
 	run_on(tmpfs, 1);
