@@ -26,8 +26,8 @@
  * bench sets vm.splice_move_replace=1 for that), ext4 copies over it. In
  * tmpfs-gift and ramfs-gift the writer gives its pages: each 64 KiB is
  * written into fresh anonymous memory, vmspliced with SPLICE_F_GIFT and
- * unmapped, so that a move takes the writer's own pages (zero copies). The ext4 rows use one
- * filesystem that mkfs.ext4 (default options) makes on the scratch disk
+ * unmapped, so that a move takes the writer's own pages (zero copies).
+ * The ext4 rows use one filesystem that mkfs.ext4 (default options) makes on the scratch disk
  * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
  * initialisation writes behind the reps. The ext4 row is timed in the page
  * cache only: the dirty limits are raised above the file size and periodic
@@ -105,7 +105,7 @@ static const char *const dirty_knobs[] = {
 };
 static long dirty_saved[3];
 
-#define REPLACE_KNOB "/proc/sys/vm/splice_move_replace"
+/* vm.splice_move_replace before the bench, to restore; -1: none. */
 static long replace_saved;
 
 static double secs(struct timeval tv)
@@ -428,17 +428,13 @@ static int uses(const struct row **rows, int n, const char *fs)
 static int hold_dirty(unsigned long long size, unsigned long long *bg,
 		      unsigned long long *limit)
 {
-	char val[32];
-
 	for (int i = 0; i < 3; i++)
 		dirty_saved[i] = read_number(dirty_knobs[i]);
 	*bg = size + (64 << 20);
 	*limit = 2 * size + (128 << 20);
-	snprintf(val, sizeof(val), "%llu", *limit);
-	if (write_file("/proc/sys/vm/dirty_bytes", val))
+	if (write_number("/proc/sys/vm/dirty_bytes", *limit))
 		return -1;
-	snprintf(val, sizeof(val), "%llu", *bg);
-	if (write_file("/proc/sys/vm/dirty_background_bytes", val))
+	if (write_number("/proc/sys/vm/dirty_background_bytes", *bg))
 		return -1;
 	return write_file("/proc/sys/vm/dirty_writeback_centisecs", "0");
 }
@@ -446,13 +442,9 @@ static int hold_dirty(unsigned long long size, unsigned long long *bg,
 /* Writing the ratios clears the byte limits. */
 static void restore_dirty(void)
 {
-	char val[32];
-
-	for (int i = 0; i < 3; i++) {
-		snprintf(val, sizeof(val), "%ld", dirty_saved[i]);
+	for (int i = 0; i < 3; i++)
 		if (dirty_saved[i] >= 0)
-			write_file(dirty_knobs[i], val);
-	}
+			write_number(dirty_knobs[i], dirty_saved[i]);
 }
 
 int main(void)
@@ -487,8 +479,8 @@ int main(void)
 	 * it saves: turn it on (off by default; a kernel without the sysctl
 	 * replaces wherever it can).
 	 */
-	replace_saved = read_number(REPLACE_KNOB);
-	if (replace_saved >= 0 && write_file(REPLACE_KNOB, "1")) {
+	replace_saved = read_number(SPLICE_MOVE_REPLACE_SYSCTL);
+	if (replace_saved >= 0 && write_number(SPLICE_MOVE_REPLACE_SYSCTL, 1)) {
 		perror("vm.splice_move_replace=1");
 		return 1;
 	}
@@ -616,12 +608,8 @@ int main(void)
 		if (uses(rows, nrows, all_rows[f].fs))
 			umount(dir);
 	}
-	if (replace_saved >= 0) {
-		char val[24];
-
-		snprintf(val, sizeof(val), "%ld", replace_saved);
-		write_file(REPLACE_KNOB, val);
-	}
+	if (replace_saved >= 0)
+		write_number(SPLICE_MOVE_REPLACE_SYSCTL, replace_saved);
 	fclose(out);
 	return err;
 }

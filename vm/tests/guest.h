@@ -64,6 +64,15 @@ static inline int write_file(const char *path, const char *val)
 	return n == (ssize_t)strlen(val) ? 0 : -1;
 }
 
+/* Writes a number to a file in /proc or /sys; 0 on success. */
+static inline int write_number(const char *path, long long val)
+{
+	char s[24];
+
+	snprintf(s, sizeof(s), "%lld", val);
+	return write_file(path, s);
+}
+
 /* Reads the first number of a file in /proc or /sys, or -1. */
 static inline long read_number(const char *path)
 {
@@ -85,10 +94,22 @@ static inline long read_number(const char *path)
  */
 static inline int set_splice_move(int mode)
 {
-	char val[8];
+	return write_number("/proc/sys/vm/splice_move", mode);
+}
 
-	snprintf(val, sizeof(val), "%d", mode);
-	return write_file("/proc/sys/vm/splice_move", val);
+/*
+ * The series' switch for moves over a cached page (tmpfs, ramfs): 0, the
+ * default, copies over it; 1 replaces it. Absent before v3.
+ */
+#define SPLICE_MOVE_REPLACE_SYSCTL "/proc/sys/vm/splice_move_replace"
+
+/*
+ * Page @pg of pattern @seed, byte @i: each page of each pattern differs,
+ * so a page read back names the pattern and the page it came from.
+ */
+static inline unsigned char page_pattern(unsigned int seed, long pg, long i)
+{
+	return (unsigned char)(seed * 73 + pg * 31 + i * 7 + 1);
 }
 
 /*

@@ -55,11 +55,6 @@ static const char *const case_name[NCASES] = {
 	"gift", "mapped", "no flag", "forked", "pinned", "huge",
 };
 
-static unsigned char pat(unsigned int seed, long pg, long i)
-{
-	return (unsigned char)(seed * 73 + pg * 31 + i * 7 + 1);
-}
-
 /* Does @fd hold NPAGES pages of @seed? Names the first page that differs. */
 static int holds(int fd, unsigned int seed, const char *what, const char *when)
 {
@@ -69,10 +64,10 @@ static int holds(int fd, unsigned int seed, const char *what, const char *when)
 		return check(0, "%s: %s: short read", what, when);
 	for (long pg = 0; pg < NPAGES; pg++)
 		for (long i = 0; i < PAGE; i++)
-			if (got[pg * PAGE + i] != pat(seed, pg, i))
+			if (got[pg * PAGE + i] != page_pattern(seed, pg, i))
 				return check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
 					     what, when, pg, i, got[pg * PAGE + i],
-					     pat(seed, pg, i));
+					     page_pattern(seed, pg, i));
 	return check(1, "%s: %s: the file holds the data", what, when);
 }
 
@@ -143,7 +138,7 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 	}
 	for (long pg = 0; pg < NPAGES; pg++)
 		for (long i = 0; i < PAGE; i++)
-			buf[pg * PAGE + i] = pat(seed, pg, i);
+			buf[pg * PAGE + i] = page_pattern(seed, pg, i);
 	if (c == HUGE_PAGE && !in_thp(buf)) {
 		printf("%s: skipped: no transparent huge page here\n", what);
 		munmap(map, maplen);

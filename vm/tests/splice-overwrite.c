@@ -60,18 +60,12 @@
 #define NPAGES 256		/* 1 MiB */
 #define CHUNK 16		/* pages per write(2) into the pipe */
 #define SEEDS 6			/* patterns 1..SEEDS-1 */
-#define REPLACE_KNOB "/proc/sys/vm/splice_move_replace"
-
-static unsigned char pat(unsigned int seed, long pg, long i)
-{
-	return (unsigned char)(seed * 73 + pg * 31 + i * 7 + 1);
-}
 
 static void fill(unsigned char *buf, long pages, unsigned int seed)
 {
 	for (long pg = 0; pg < pages; pg++)
 		for (long i = 0; i < PAGE; i++)
-			buf[pg * PAGE + i] = pat(seed, pg, i);
+			buf[pg * PAGE + i] = page_pattern(seed, pg, i);
 }
 
 /* Which seed page @pg of @buf holds, whole; 0 when none. */
@@ -80,7 +74,7 @@ static unsigned int seed_of(const unsigned char *buf, long pg)
 	for (unsigned int s = 1; s < SEEDS; s++) {
 		long i = 0;
 
-		while (i < PAGE && buf[i] == pat(s, pg, i))
+		while (i < PAGE && buf[i] == page_pattern(s, pg, i))
 			i++;
 		if (i == PAGE)
 			return s;
@@ -356,8 +350,9 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 		goto out;
 
 	/* By default a move copies over a cached page, and takes none. */
-	if (counters && read_number(REPLACE_KNOB) >= 0) {
-		check(write_file(REPLACE_KNOB, "0") == 0, "%s: vm.splice_move_replace=0", fs);
+	if (counters && read_number(SPLICE_MOVE_REPLACE_SYSCTL) >= 0) {
+		check(write_number(SPLICE_MOVE_REPLACE_SYSCTL, 0) == 0,
+		      "%s: vm.splice_move_replace=0", fs);
 		splice_counted(fd, 5, fs, &r, &f);
 		holds(fd, 5, fs, "overwritten by default, from the page cache");
 		if (check(file_pfns(fd, NPAGES, after, fs) == 0,
@@ -365,7 +360,8 @@ static void run_on(const char *fs, const char *mnt, int counters, int require,
 			check(r == 0 && f == 0 && changed(before, after) == 0,
 			      "%s: by default copied over the cached pages: %ld replaced, %ld taken then copied, %ld PFNs changed (want 0, 0, 0)",
 			      fs, r, f, changed(before, after));
-		check(write_file(REPLACE_KNOB, "1") == 0, "%s: vm.splice_move_replace=1", fs);
+		check(write_number(SPLICE_MOVE_REPLACE_SYSCTL, 1) == 0,
+		      "%s: vm.splice_move_replace=1", fs);
 	}
 
 	/* Overwrite. */
@@ -467,7 +463,7 @@ out:
 
 int main(void)
 {
-	long knob = read_number(REPLACE_KNOB);
+	long knob = read_number(SPLICE_MOVE_REPLACE_SYSCTL);
 	int counters = vmstat("splice_move_replace") >= 0;
 	int require = moves_required();
 	const char *tmpfs = "/tmp/zcsplice-overwrite-tmpfs";
@@ -491,12 +487,8 @@ int main(void)
 	else if (rc == -1)
 		check(0, "ext4 setup");
 	blockfs_teardown(&b);
-	if (knob >= 0) {
-		char val[24];
-
-		snprintf(val, sizeof(val), "%ld", knob);
-		write_file(REPLACE_KNOB, val);
-	}
+	if (knob >= 0)
+		write_number(SPLICE_MOVE_REPLACE_SYSCTL, knob);
 	printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
 	return failures != 0;
 }
