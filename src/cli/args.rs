@@ -238,7 +238,8 @@ pub struct BenchArgs {
     /// tmpfs-overwrite, ramfs-overwrite, ext4-overwrite (the splice writes
     /// over a cached file; vm.splice_move_replace=1), tmpfs-gift,
     /// ramfs-gift (the writer vmsplices its pages with SPLICE_F_GIFT and
-    /// unmaps them) [default: all].
+    /// unmaps them), ext4-rewrite (over a file that is on disk, not
+    /// cached) [default: all].
     #[arg(
         long = "fs",
         value_name = "FS",

@@ -20,8 +20,9 @@ const PROGRAM: &str = "splice-bench";
 /// -overwrite rows splice over a file that is in the page cache already
 /// (tmpfs and ramfs replace each cached page with the pipe's); in the
 /// -gift rows the writer vmsplice()s its own pages with SPLICE_F_GIFT and
-/// unmaps them, so that a move takes the writer's pages.
-pub const ROWS: [&str; 9] = [
+/// unmaps them, so that a move takes the writer's pages; ext4-rewrite
+/// splices over a file whose blocks hold data but which is not cached.
+pub const ROWS: [&str; 10] = [
     "tmpfs",
     "ramfs",
     "ext4",
@@ -31,6 +32,7 @@ pub const ROWS: [&str; 9] = [
     "ext4-overwrite",
     "tmpfs-gift",
     "ramfs-gift",
+    "ext4-rewrite",
 ];
 /// Rows where the series copies in both modes (ext4 copies over a cached
 /// page): the move mode must move nothing, and only the no-regression
@@ -40,6 +42,9 @@ const COPY_ROWS: [&str; 1] = ["ext4-overwrite"];
 const OVERWRITE_ROWS: [&str; 2] = ["tmpfs-overwrite", "ramfs-overwrite"];
 /// Rows whose moves must each take a page the writer gave.
 const GIFT_ROWS: [&str; 2] = ["tmpfs-gift", "ramfs-gift"];
+/// Rows on ext4 with delayed allocation, where a moved page goes into the
+/// page cache without taking the place of a placeholder folio.
+const PLACEHOLDER_FREE_ROWS: [&str; 3] = ["ext4", "ext4+fsync", "ext4-rewrite"];
 /// Rows whose timed part writes the file to disk: that I/O is the same in
 /// both modes and dwarfs the page copy a move saves, so only the
 /// no-regression goal applies to them.
@@ -161,6 +166,10 @@ pub struct Sample {
     /// them).
     #[serde(default)]
     pub splice_move_gift: i64,
+    /// Of the pages moved, those that took the place of a folio the write
+    /// had prepared (0 on a kernel that does not count them).
+    #[serde(default)]
+    pub splice_move_placeholder: i64,
     /// /proc/vmstat nr_written delta over the timed part: pages written
     /// back, of any file (all of this one with a timed fsync, else at most
     /// a few pages of metadata).
@@ -407,6 +416,12 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
             if fallbacks > 0 {
                 warnings.push(format!(
                     "{fs} {mode}: {fallbacks} pages were taken from the pipe and then copied"
+                ));
+            }
+            let placeholders: Vec<i64> = reps.iter().map(|s| s.splice_move_placeholder).collect();
+            if PLACEHOLDER_FREE_ROWS.contains(&fs) && placeholders.iter().any(|&p| p != 0) {
+                warnings.push(format!(
+                    "{fs} {mode}: pages moved through a placeholder folio ({placeholders:?})"
                 ));
             }
             // A page goes where the page cache would put an order-0 folio:
@@ -919,6 +934,7 @@ mod tests {
             splice_move_fallback: 0,
             splice_move_replace: 0,
             splice_move_gift: 0,
+            splice_move_placeholder: 0,
             written: 0,
             folios: Vec::new(),
         }
@@ -1193,6 +1209,27 @@ mod tests {
                 .iter()
                 .any(|w| w
                     .starts_with("ext4-overwrite move: pages were moved where the series copies")),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn delalloc_rows_warn_when_a_move_took_a_placeholder() {
+        let h = header(1 << 30, 1);
+        let rows = names(&["ext4", "ext4-rewrite"]);
+        let steady = [(1.0, 1.0, 2.0, 1.0), (1.0, 1.0, 2.0, 1.0)];
+        let mut v = samples("ext4", &steady);
+        v.extend(samples("ext4-rewrite", &steady));
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        v.iter_mut()
+            .filter(|s| s.fs == "ext4-rewrite" && s.mode == "move")
+            .for_each(|s| s.splice_move_placeholder = 5);
+        let s = summarize(&h, &rows, &v).unwrap();
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("ext4-rewrite move: pages moved through a placeholder"),
             "{:?}",
             s.warnings
         );

@@ -23,7 +23,10 @@
  * bytes in the page cache (written, untimed, before each rep; on ext4
  * also synced, so that its pages are clean) and the splice writes over
  * them: tmpfs and ramfs replace each cached page with the pipe's (the
- * bench sets vm.splice_move_replace=1 for that), ext4 copies over it. In
+ * bench sets vm.splice_move_replace=1 for that), ext4 copies over it.
+ * ext4-rewrite writes over a file whose blocks hold data but which is not
+ * cached (written, synced and evicted, untimed, before each rep): the
+ * series moves each page in with no placeholder folio. In
  * tmpfs-gift and ramfs-gift the writer gives its pages: each 64 KiB is
  * written into fresh anonymous memory, vmspliced with SPLICE_F_GIFT and
  * unmapped, so that a move takes the writer's own pages (zero copies).
@@ -59,7 +62,7 @@
 #define WRITE_SIZE (64 << 10)
 #define ROOT "/tmp/zcsplice-bench"
 #define CALIBRATE_SIZE (16 << 20)
-#define MAX_ROWS 9
+#define MAX_ROWS 10
 
 static char buf[WRITE_SIZE];
 static long page_size;
@@ -67,15 +70,16 @@ static long page_size;
 struct sample {
 	double seconds, sys_seconds, user_seconds;
 	long splice_move, splice_move_fallback, splice_move_replace;
-	long splice_move_gift;
+	long splice_move_gift, splice_move_placeholder;
 	long written;		/* pages written back while timed */
 	long folios[FOLIO_ORDERS];	/* pages per folio order, after it */
 };
 
 /*
  * A row of the table: a filesystem, whether fsync() is timed, whether the
- * splice writes over a file that is in the page cache already, and whether
- * the writer gives the pipe its own pages (vmsplice(SPLICE_F_GIFT)).
+ * splice writes over a file that holds data already (in the page cache,
+ * unless evicted), and whether the writer gives the pipe its own pages
+ * (vmsplice(SPLICE_F_GIFT)).
  */
 struct row {
 	const char *name;
@@ -83,18 +87,20 @@ struct row {
 	int fsync;
 	int overwrite;
 	int gift;
+	int evict;
 };
 
 static const struct row all_rows[] = {
-	{ "tmpfs", "tmpfs", 0, 0, 0 },
-	{ "ramfs", "ramfs", 0, 0, 0 },
-	{ "ext4", "ext4", 0, 0, 0 },
-	{ "ext4+fsync", "ext4", 1, 0, 0 },
-	{ "tmpfs-overwrite", "tmpfs", 0, 1, 0 },
-	{ "ramfs-overwrite", "ramfs", 0, 1, 0 },
-	{ "ext4-overwrite", "ext4", 0, 1, 0 },
-	{ "tmpfs-gift", "tmpfs", 0, 0, 1 },
-	{ "ramfs-gift", "ramfs", 0, 0, 1 },
+	{ "tmpfs", "tmpfs", 0, 0, 0, 0 },
+	{ "ramfs", "ramfs", 0, 0, 0, 0 },
+	{ "ext4", "ext4", 0, 0, 0, 0 },
+	{ "ext4+fsync", "ext4", 1, 0, 0, 0 },
+	{ "tmpfs-overwrite", "tmpfs", 0, 1, 0, 0 },
+	{ "ramfs-overwrite", "ramfs", 0, 1, 0, 0 },
+	{ "ext4-overwrite", "ext4", 0, 1, 0, 0 },
+	{ "tmpfs-gift", "tmpfs", 0, 0, 1, 0 },
+	{ "ramfs-gift", "ramfs", 0, 0, 1, 0 },
+	{ "ext4-rewrite", "ext4", 0, 1, 0, 1 },
 };
 
 /* The writeback knobs the ext4 rows change, saved to restore them. */
@@ -270,8 +276,11 @@ static unsigned int splice_flags;
 /* Bytes per splice() call, once the pipe holds them; 0: what it holds. */
 static unsigned long long splice_size;
 
-/* Fills @fd with @size bytes that are not the writer's, untimed. */
-static int prefill(int fd, unsigned long long size, int block)
+/*
+ * Fills @fd with @size bytes that are not the writer's, untimed; with
+ * @evict, then drops them from the page cache, clean.
+ */
+static int prefill(int fd, unsigned long long size, int block, int evict)
 {
 	static char old[WRITE_SIZE];
 
@@ -280,6 +289,8 @@ static int prefill(int fd, unsigned long long size, int block)
 		if (write(fd, old, WRITE_SIZE) != WRITE_SIZE)
 			return -1;
 	if (block && fsync(fd))
+		return -1;
+	if (evict && posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED))
 		return -1;
 	return lseek(fd, 0, SEEK_SET) ? -1 : 0;
 }
@@ -296,7 +307,7 @@ static int prefill(int fd, unsigned long long size, int block)
 static int one_rep(const char *file, unsigned long long size,
 		   const struct row *row, int block, struct sample *s)
 {
-	long moved, fallback, replaced, gifts, written;
+	long moved, fallback, replaced, gifts, placeholders, written;
 	struct rusage self0, self1, child;
 	unsigned long long done = 0;
 	int p[2], fd, status, err = 0;
@@ -308,7 +319,7 @@ static int one_rep(const char *file, unsigned long long size,
 		perror(file);
 		return -1;
 	}
-	if (row->overwrite && prefill(fd, size, block)) {
+	if (row->overwrite && prefill(fd, size, block, row->evict)) {
 		perror("splice-bench: writing the file to overwrite");
 		return -1;
 	}
@@ -316,6 +327,7 @@ static int one_rep(const char *file, unsigned long long size,
 	fallback = vmstat("splice_move_fallback");
 	replaced = vmstat("splice_move_replace");
 	gifts = vmstat("splice_move_gift");
+	placeholders = vmstat("splice_move_placeholder");
 	written = vmstat("nr_written");
 	getrusage(RUSAGE_SELF, &self0);
 	t0 = now();
@@ -369,6 +381,8 @@ static int one_rep(const char *file, unsigned long long size,
 	s->splice_move_replace = replaced < 0 ? 0 :
 				 vmstat("splice_move_replace") - replaced;
 	s->splice_move_gift = gifts < 0 ? 0 : vmstat("splice_move_gift") - gifts;
+	s->splice_move_placeholder = placeholders < 0 ? 0 :
+		vmstat("splice_move_placeholder") - placeholders;
 	s->written = vmstat("nr_written") - written;
 	if (!err)
 		err = verify(fd, size);
@@ -581,13 +595,15 @@ int main(void)
 					"\"splice_move_fallback\": %ld, "
 					"\"splice_move_replace\": %ld, "
 					"\"splice_move_gift\": %ld, "
+					"\"splice_move_placeholder\": %ld, "
 					"\"written\": %ld, \"folios\": [",
 					row->name, modes[m], rep,
 					rep ? "false" : "true", s.seconds,
 					s.sys_seconds, s.user_seconds,
 					s.splice_move, s.splice_move_fallback,
 					s.splice_move_replace,
-					s.splice_move_gift, s.written);
+					s.splice_move_gift,
+					s.splice_move_placeholder, s.written);
 				for (int k = 0; k < FOLIO_ORDERS; k++)
 					fprintf(out, "%s%ld", k ? ", " : "",
 						s.folios[k]);
