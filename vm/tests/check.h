@@ -8,6 +8,10 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "guest.h"
 
 static int checks, failures;
 
@@ -26,6 +30,34 @@ static int __attribute__((format(printf, 2, 3))) check(int ok, const char *fmt, 
 	putchar('\n');
 	fflush(stdout);
 	return ok;
+}
+
+/*
+ * Checks that the first @pages pages of @fd hold pattern @seed
+ * (page_pattern()), naming the first byte that differs; returns the check.
+ */
+static inline int check_pattern(int fd, long pages, unsigned int seed,
+				const char *what, const char *when)
+{
+	long page = sysconf(_SC_PAGESIZE), len = pages * page;
+	unsigned char *got = malloc(len);
+	int ok = got && pread(fd, got, len, 0) == len;
+
+	if (!ok) {
+		free(got);
+		return check(0, "%s: %s: short read", what, when);
+	}
+	for (long i = 0; i < len; i++) {
+		if (got[i] != page_pattern(seed, i / page, i % page)) {
+			ok = check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
+				   what, when, i / page, i % page, got[i],
+				   page_pattern(seed, i / page, i % page));
+			free(got);
+			return ok;
+		}
+	}
+	free(got);
+	return check(1, "%s: %s: the file holds the data", what, when);
 }
 
 #endif

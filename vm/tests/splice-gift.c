@@ -55,22 +55,6 @@ static const char *const case_name[NCASES] = {
 	"gift", "mapped", "no flag", "forked", "pinned", "huge",
 };
 
-/* Does @fd hold NPAGES pages of @seed? Names the first page that differs. */
-static int holds(int fd, unsigned int seed, const char *what, const char *when)
-{
-	static unsigned char got[NPAGES * PAGE];
-
-	if (pread(fd, got, sizeof(got), 0) != sizeof(got))
-		return check(0, "%s: %s: short read", what, when);
-	for (long pg = 0; pg < NPAGES; pg++)
-		for (long i = 0; i < PAGE; i++)
-			if (got[pg * PAGE + i] != page_pattern(seed, pg, i))
-				return check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
-					     what, when, pg, i, got[pg * PAGE + i],
-					     page_pattern(seed, pg, i));
-	return check(1, "%s: %s: the file holds the data", what, when);
-}
-
 /* Is the memory at @addr in a transparent huge page (/proc/kpageflags)? */
 static int in_thp(const char *addr)
 {
@@ -206,7 +190,7 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 	fallback = vmstat("splice_move_fallback") - fallback;
 	if (c == MAPPED)
 		memset(buf, 0x5a, len);
-	holds(fd, seed, what, "from the page cache");
+	check_pattern(fd, NPAGES, seed, what, "from the page cache");
 	if (check(file_pfns(fd, NPAGES, file, what) == 0, "%s: PFNs of the file's pages", what)) {
 		for (long pg = 0; pg < NPAGES; pg++)
 			same += user[pg] == file[pg];
@@ -231,7 +215,8 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 		check(drop_caches() == 0, "%s: drop_caches", what);
 	fd = open(path, O_RDONLY);
 	if (check(fd >= 0, "%s: open again", what)) {
-		holds(fd, seed, what, b ? "after a remount, from disk" : "after drop_caches");
+		check_pattern(fd, NPAGES, seed, what,
+			      b ? "after a remount, from disk" : "after drop_caches");
 		close(fd);
 	}
 	unlink(path);

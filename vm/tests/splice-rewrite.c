@@ -61,22 +61,6 @@ static const struct target targets[] = {
 	{ "ext4", "", "data=journal", "ext4 data=journal", 0, { 0, 0, 0, 0 } },
 };
 
-/* Does @fd hold NPAGES pages of @seed? Names the first page that differs. */
-static int holds(int fd, unsigned int seed, const char *what, const char *when)
-{
-	static unsigned char got[NPAGES * PAGE];
-
-	if (pread(fd, got, sizeof(got), 0) != sizeof(got))
-		return check(0, "%s: %s: short read", what, when);
-	for (long pg = 0; pg < NPAGES; pg++)
-		for (long i = 0; i < PAGE; i++)
-			if (got[pg * PAGE + i] != page_pattern(seed, pg, i))
-				return check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
-					     what, when, pg, i, got[pg * PAGE + i],
-					     page_pattern(seed, pg, i));
-	return check(1, "%s: %s: the file holds the data", what, when);
-}
-
 /* Splices NPAGES pages of @seed into @fd, one page per splice. */
 static int splice_pages(int fd, unsigned int seed, const char *what)
 {
@@ -247,7 +231,7 @@ static void run_phase(const struct target *t, struct blockfs *b,
 		else
 			check(placeholder == 0, "%s: no placeholder folio", what);
 	}
-	holds(fd, seed, what, "cached");
+	check_pattern(fd, NPAGES, seed, what, "cached");
 	close(fd);
 	if (blockfs_remount(b)) {
 		check(0, "%s: remount", what);
@@ -258,7 +242,7 @@ static void run_phase(const struct target *t, struct blockfs *b,
 		check(0, "%s: open: %s", what, strerror(errno));
 		return;
 	}
-	holds(fd, seed, what, "from disk");
+	check_pattern(fd, NPAGES, seed, what, "from disk");
 	close(fd);
 	unlink(path);
 }
