@@ -20,8 +20,11 @@
  * merging needs ksmd: not tested here.
  *
  * A page the CPU just faulted in sits in a per-CPU LRU batch, which holds a
- * reference, until munmap() drains the batch (unmap_region()): the test,
- * like any gifter, unmaps each page before it is spliced.
+ * reference, until the batch is drained: the splice drains its own CPU's
+ * (munmap() no longer does from 7.2), and copies a page still in another
+ * CPU's. So the test runs on one CPU, and like any gifter unmaps each page
+ * before it is spliced: one page at a time, and in the chunks case 64K at
+ * a time, as a streaming writer does.
  *
  * The pages are spliced one at a time: ext4 wants a large folio for a
  * longer write (6.16+), and a donor is order 0.
@@ -30,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,10 +53,14 @@
 #define NPAGES 32
 #define HUGE (2 << 20)
 
-enum gift_case { GIFT, MAPPED, NO_FLAG, FORKED, PINNED, HUGE_PAGE, NCASES };
+#define CHUNK 16		/* pages per vmsplice() in the chunks case */
+
+enum gift_case { GIFT, CHUNKS, MAPPED, NO_FLAG, FORKED, PINNED, HUGE_PAGE,
+		 NCASES };
 
 static const char *const case_name[NCASES] = {
-	"gift", "mapped", "no flag", "forked", "pinned", "huge",
+	"gift", "gift in 64K chunks", "mapped", "no flag", "forked", "pinned",
+	"huge",
 };
 
 /* Is the memory at @addr in a transparent huge page (/proc/kpageflags)? */
@@ -120,7 +128,8 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 	} else {
 		madvise(buf, len, MADV_NOHUGEPAGE);
 	}
-	for (long pg = 0; pg < NPAGES; pg++)
+	/* The chunks case writes each chunk just before it gives it. */
+	for (long pg = 0; pg < NPAGES && c != CHUNKS; pg++)
 		for (long i = 0; i < PAGE; i++)
 			buf[pg * PAGE + i] = page_pattern(seed, pg, i);
 	if (c == HUGE_PAGE && !in_thp(buf)) {
@@ -145,7 +154,8 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 			_exit(0);
 		}
 	}
-	if (!check(mem_pfns(buf, NPAGES, user, what) == 0, "%s: PFNs of the user pages", what))
+	if (c != CHUNKS &&
+	    !check(mem_pfns(buf, NPAGES, user, what) == 0, "%s: PFNs of the user pages", what))
 		goto out_map;
 
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -173,12 +183,32 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 		struct iovec iov = { buf + pg * PAGE, PAGE };
 		loff_t off = pg * PAGE;
 
-		if (c != HUGE_PAGE &&
+		if (c == CHUNKS && pg % CHUNK == 0) {
+			/*
+			 * As a streaming writer gives them: 64K written (the
+			 * pages fresh in this CPU's LRU batch), given, unmapped.
+			 */
+			for (long i = 0; i < CHUNK * PAGE; i++)
+				buf[pg * PAGE + i] = page_pattern(seed, pg + i / PAGE,
+								  i % PAGE);
+			if (mem_pfns(buf + pg * PAGE, CHUNK, user + pg, what)) {
+				check(0, "%s: PFNs of the user pages", what);
+				break;
+			}
+			iov.iov_len = CHUNK * PAGE;
+			if (vmsplice(p[1], &iov, 1, SPLICE_F_GIFT) != CHUNK * PAGE) {
+				check(0, "%s: vmsplice at page %ld: %s", what, pg,
+				      strerror(errno));
+				break;
+			}
+			munmap(buf + pg * PAGE, CHUNK * PAGE);
+		}
+		if (c != HUGE_PAGE && c != CHUNKS &&
 		    vmsplice(p[1], &iov, 1, c == NO_FLAG ? 0 : SPLICE_F_GIFT) != PAGE) {
 			check(0, "%s: vmsplice page %ld: %s", what, pg, strerror(errno));
 			break;
 		}
-		if (c != MAPPED && c != HUGE_PAGE)
+		if (c != MAPPED && c != HUGE_PAGE && c != CHUNKS)
 			munmap(buf + pg * PAGE, PAGE);
 		if (splice_full(p[0], fd, &off, PAGE)) {
 			check(0, "%s: splice page %ld into the file", what, pg);
@@ -196,12 +226,12 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 			same += user[pg] == file[pg];
 		printf("%s: %ld of %d pages moved, %ld gifts taken, %ld taken then copied, %ld user PFNs now the file's\n",
 		       what, moved, NPAGES, gifts, fallback, same);
-		if (c == GIFT && require)
+		if ((c == GIFT || c == CHUNKS) && require)
 			check(moved == NPAGES && gifts == NPAGES && fallback == 0 &&
 			      same == NPAGES,
 			      "%s: every page moved as it was: %ld moved, %ld gifts, %ld copied after all, %ld PFNs kept (want %d, %d, 0, %d)",
 			      what, moved, gifts, fallback, same, NPAGES, NPAGES, NPAGES);
-		else if (c != GIFT)
+		else if (c != GIFT && c != CHUNKS)
 			check(gifts == 0 && same == 0,
 			      "%s: copied: %ld gifts taken (want 0), %ld user PFNs in the file (want 0)",
 			      what, gifts, same);
@@ -243,12 +273,17 @@ int main(void)
 	const char *ramfs = "/tmp/zcsplice-gift-ramfs";
 	int require = moves_required();
 	struct blockfs b;
+	cpu_set_t cpu;
 	int rc;
 
 	if (vmstat("splice_move_gift") < 0) {
 		printf("kernel without splice_move_gift: gifts are copied; nothing to test\n");
 		return 77;
 	}
+	CPU_ZERO(&cpu);
+	CPU_SET(sched_getcpu(), &cpu);
+	if (sched_setaffinity(0, sizeof(cpu), &cpu))
+		printf("sched_setaffinity: %s\n", strerror(errno));
 	if (mount_tmpfs_ramfs(tmpfs, "size=64m,huge=never", ramfs))
 		return 1;
 	run_on("tmpfs", tmpfs, require, NULL);
