@@ -30,6 +30,10 @@
  * tmpfs-gift and ramfs-gift the writer gives its pages: each 64 KiB is
  * written into fresh anonymous memory, vmspliced with SPLICE_F_GIFT and
  * unmapped, so that a move takes the writer's own pages (zero copies).
+ * In these rows one process gives and splices in turn, in both modes, as a
+ * program moving its own memory into a file does: a gift moves only once
+ * its giver has unmapped it, and only from the CPU that faulted it in (a
+ * page fresh in another CPU's LRU batch is copied).
  * The ext4 rows use one filesystem that mkfs.ext4 (default options) makes on the scratch disk
  * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
  * initialisation writes behind the reps. The ext4 row is timed in the page
@@ -217,35 +221,42 @@ static double copy_us_per_page(long page, const char **routine)
  * SPLICE_F_GIFT and then unmapped, as a producer that gives its pages
  * away does.
  */
-static void writer(int fd, unsigned long long size, int gift)
+/* Writes @size bytes into the pipe @fd, in WRITE_SIZE writes. */
+static void writer(int fd, unsigned long long size)
 {
-	for (; size; size -= WRITE_SIZE) {
-		struct iovec iov;
-		char *mem;
-
-		if (!gift) {
-			if (write(fd, buf, WRITE_SIZE) != WRITE_SIZE)
-				_exit(1);
-			continue;
-		}
-		mem = mmap(NULL, WRITE_SIZE, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (mem == MAP_FAILED)
+	for (; size; size -= WRITE_SIZE)
+		if (write(fd, buf, WRITE_SIZE) != WRITE_SIZE)
 			_exit(1);
-		memcpy(mem, buf, WRITE_SIZE);
-		iov.iov_base = mem;
-		iov.iov_len = WRITE_SIZE;
-		while (iov.iov_len) {
-			ssize_t n = vmsplice(fd, &iov, 1, SPLICE_F_GIFT);
-
-			if (n <= 0)
-				_exit(1);
-			iov.iov_base = (char *)iov.iov_base + n;
-			iov.iov_len -= n;
-		}
-		munmap(mem, WRITE_SIZE);
-	}
 	_exit(0);
+}
+
+/*
+ * Gives the pipe @fd WRITE_SIZE bytes of fresh anonymous memory with
+ * vmsplice(SPLICE_F_GIFT), then unmaps it; 0 or -1.
+ */
+static int give(int fd)
+{
+	struct iovec iov;
+	char *mem;
+
+	mem = mmap(NULL, WRITE_SIZE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return -1;
+	memcpy(mem, buf, WRITE_SIZE);
+	iov.iov_base = mem;
+	iov.iov_len = WRITE_SIZE;
+	while (iov.iov_len) {
+		ssize_t n = vmsplice(fd, &iov, 1, SPLICE_F_GIFT);
+
+		if (n <= 0) {
+			munmap(mem, WRITE_SIZE);
+			return -1;
+		}
+		iov.iov_base = (char *)iov.iov_base + n;
+		iov.iov_len -= n;
+	}
+	return munmap(mem, WRITE_SIZE);
 }
 
 /* The first and the last write must read back as written. */
@@ -297,9 +308,10 @@ static int prefill(int fd, unsigned long long size, int block, int evict)
 
 /*
  * One rep: a fresh file (for an overwrite row, filled first, untimed), a
- * writer child, splice until @size bytes are in (then fsync() it, for a
- * row that times it). Timed from before the fork to the writer reaped;
- * system CPU time is this process's plus the writer's. Removing the file
+ * writer child (in a gift row, this process gives between splices), splice
+ * until @size bytes are in (then fsync() it, for a row that times it).
+ * Timed from before the fork to the writer reaped; system CPU time is this
+ * process's plus the writer's. Removing the file
  * is not timed; on a block filesystem (@block) neither are its fsync()
  * nor the sync() after the removal, which leave nothing for the next rep
  * to write back.
@@ -309,10 +321,10 @@ static int one_rep(const char *file, unsigned long long size,
 {
 	long moved, fallback, replaced, gifts, placeholders, written;
 	struct rusage self0, self1, child;
-	unsigned long long done = 0;
+	unsigned long long done = 0, given = 0;
 	int p[2], fd, status, err = 0;
+	pid_t pid = 0;
 	double t0;
-	pid_t pid;
 
 	fd = open(file, O_CREAT | O_EXCL | O_RDWR, 0644);
 	if (fd < 0 || pipe(p)) {
@@ -330,23 +342,38 @@ static int one_rep(const char *file, unsigned long long size,
 	placeholders = vmstat("splice_move_placeholder");
 	written = vmstat("nr_written");
 	getrusage(RUSAGE_SELF, &self0);
+	memset(&child, 0, sizeof(child));
 	t0 = now();
-	pid = fork();
-	if (pid < 0) {
-		perror("fork");
-		return -1;
+	if (!row->gift) {
+		pid = fork();
+		if (pid < 0) {
+			perror("fork");
+			return -1;
+		}
+		if (!pid) {
+			close(p[0]);
+			writer(p[1], size);
+		}
+		close(p[1]);
 	}
-	if (!pid) {
-		close(p[0]);
-		writer(p[1], size, row->gift);
-	}
-	close(p[1]);
 	while (done < size) {
 		unsigned long long len = size - done;
 		ssize_t n;
 
 		if (splice_size && len > splice_size)
 			len = splice_size;
+		if (row->gift) {
+			if (given == done) {
+				if (give(p[1])) {
+					perror("splice-bench: vmsplice");
+					err = -1;
+					break;
+				}
+				given += WRITE_SIZE;
+			}
+			if (len > given - done)
+				len = given - done;
+		}
 		if (splice_size)
 			pipe_wait_for(p[0], len);
 		n = splice(p[0], NULL, fd, NULL, len, splice_flags);
@@ -360,12 +387,14 @@ static int one_rep(const char *file, unsigned long long size,
 		done += n;
 	}
 	close(p[0]);
+	if (row->gift)
+		close(p[1]);
 	if (!err && row->fsync && fsync(fd)) {
 		perror("fsync");
 		err = -1;
 	}
-	if (wait4(pid, &status, 0, &child) != pid || !WIFEXITED(status) ||
-	    WEXITSTATUS(status)) {
+	if (pid && (wait4(pid, &status, 0, &child) != pid ||
+		    !WIFEXITED(status) || WEXITSTATUS(status))) {
 		fprintf(stderr, "splice-bench: the writer failed\n");
 		err = -1;
 	}
