@@ -19,8 +19,9 @@ const PROGRAM: &str = "splice-bench";
 /// ext4+fsync the same ext4 with the fsync() of the file timed too; the
 /// -overwrite rows splice over a file that is in the page cache already
 /// (tmpfs and ramfs replace each cached page with the pipe's); in the
-/// -gift rows the writer vmsplice()s its own pages with SPLICE_F_GIFT and
-/// unmaps them, so that a move takes the writer's pages; ext4-rewrite
+/// -gift rows the splicing process itself vmsplice()s fresh memory with
+/// SPLICE_F_GIFT, unmaps it and splices it, so that a move takes its own
+/// pages; ext4-rewrite
 /// splices over a file whose blocks hold data but which is not cached.
 pub const ROWS: [&str; 10] = [
     "tmpfs",

@@ -27,20 +27,21 @@
  * ext4-rewrite writes over a file whose blocks hold data but which is not
  * cached (written, synced and evicted, untimed, before each rep): the
  * series moves each page in with no placeholder folio. In
- * tmpfs-gift and ramfs-gift the writer gives its pages: each 64 KiB is
- * written into fresh anonymous memory, vmspliced with SPLICE_F_GIFT and
- * unmapped, so that a move takes the writer's own pages (zero copies).
- * In these rows one process gives and splices in turn, in both modes, as a
- * program moving its own memory into a file does: a gift moves only once
- * its giver has unmapped it, and only from the CPU that faulted it in (a
- * page fresh in another CPU's LRU batch is copied).
- * The ext4 rows use one filesystem that mkfs.ext4 (default options) makes on the scratch disk
- * /dev/vda; it is mounted noinit_itable, so that no lazy inode table
- * initialisation writes behind the reps. The ext4 row is timed in the page
- * cache only: the dirty limits are raised above the file size and periodic
- * writeback is off, so no writeback starts while a rep is timed. Its file
- * is then fsynced, removed and the filesystem synced, untimed, so the next
- * rep starts clean. The ext4+fsync row times the fsync() as well.
+ * tmpfs-gift and ramfs-gift there is no writer child: the splicing process
+ * itself writes each 64 KiB into fresh anonymous memory, vmsplices it with
+ * SPLICE_F_GIFT, unmaps it and splices it, in both modes, as a program
+ * moving its own memory into a file does, so that a move takes its own
+ * pages (zero copies). A gift moves only once its giver has unmapped it,
+ * and only from the CPU that faulted it in (a page fresh in another CPU's
+ * LRU batch is copied).
+ * The ext4 rows use one filesystem that mkfs.ext4 (default options) makes
+ * on the scratch disk /dev/vda; it is mounted noinit_itable, so that no
+ * lazy inode table initialisation writes behind the reps. The ext4 row is
+ * timed in the page cache only: the dirty limits are raised above the file
+ * size and periodic writeback is off, so no writeback starts while a rep
+ * is timed. Its file is then fsynced, removed and the filesystem synced,
+ * untimed, so the next rep starts clean. The ext4+fsync row times the
+ * fsync() as well.
  *
  * Results go to ZCSPLICE_BENCH_OUT, one JSON object per line: a header,
  * then one line per rep. Exits 77 on a kernel without the series.
@@ -117,6 +118,12 @@ static long dirty_saved[3];
 
 /* vm.splice_move_replace before the bench, to restore; -1: none. */
 static long replace_saved;
+
+/* The growth of vmstat counter @name since @before; 0 if there is none. */
+static long counted_since(const char *name, long before)
+{
+	return before < 0 ? 0 : vmstat(name) - before;
+}
 
 static double secs(struct timeval tv)
 {
@@ -215,13 +222,7 @@ static double copy_us_per_page(long page, const char **routine)
 	return best;
 }
 
-/*
- * The writer: @size bytes into @fd in WRITE_SIZE writes; with @gift, each
- * WRITE_SIZE in fresh anonymous memory that is vmspliced with
- * SPLICE_F_GIFT and then unmapped, as a producer that gives its pages
- * away does.
- */
-/* Writes @size bytes into the pipe @fd, in WRITE_SIZE writes. */
+/* The writer child: @size bytes into the pipe @fd, in WRITE_SIZE writes. */
 static void writer(int fd, unsigned long long size)
 {
 	for (; size; size -= WRITE_SIZE)
@@ -406,12 +407,11 @@ static int one_rep(const char *file, unsigned long long size,
 			  secs(child.ru_utime);
 	s->splice_move = vmstat("splice_move") - moved;
 	s->splice_move_fallback = vmstat("splice_move_fallback") - fallback;
-	/* 0 on a kernel that does not count replacements */
-	s->splice_move_replace = replaced < 0 ? 0 :
-				 vmstat("splice_move_replace") - replaced;
-	s->splice_move_gift = gifts < 0 ? 0 : vmstat("splice_move_gift") - gifts;
-	s->splice_move_placeholder = placeholders < 0 ? 0 :
-		vmstat("splice_move_placeholder") - placeholders;
+	/* Counters of later patches: 0 on a kernel without them. */
+	s->splice_move_replace = counted_since("splice_move_replace", replaced);
+	s->splice_move_gift = counted_since("splice_move_gift", gifts);
+	s->splice_move_placeholder = counted_since("splice_move_placeholder",
+						   placeholders);
 	s->written = vmstat("nr_written") - written;
 	if (!err)
 		err = verify(fd, size);
