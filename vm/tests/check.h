@@ -48,12 +48,13 @@ static inline int check_pattern(int fd, long pages, unsigned int seed,
 		return check(0, "%s: %s: short read", what, when);
 	}
 	for (long i = 0; i < len; i++) {
-		if (got[i] != page_pattern(seed, i / page, i % page)) {
-			ok = check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
-				   what, when, i / page, i % page, got[i],
-				   page_pattern(seed, i / page, i % page));
+		unsigned char want = page_pattern(seed, i / page, i % page);
+		unsigned char bad = got[i];
+
+		if (bad != want) {
 			free(got);
-			return ok;
+			return check(0, "%s: %s: page %ld byte %ld is 0x%02x, want 0x%02x",
+				     what, when, i / page, i % page, bad, want);
 		}
 	}
 	free(got);

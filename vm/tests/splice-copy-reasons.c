@@ -67,27 +67,28 @@ static void trace_clear(void)
 	write_file(TRACING "/trace", "");
 }
 
-/* Splices @len bytes of @p's read end into @fd at @off with SPLICE_F_MOVE. */
-static ssize_t splice_in(int *p, int fd, loff_t off, size_t len)
+/* Splices @len bytes of @p's read end into @fd at 0 with SPLICE_F_MOVE. */
+static ssize_t splice_in(int *p, int fd, size_t len)
 {
+	loff_t off = 0;
+
 	return splice(p[0], NULL, fd, &off, len, SPLICE_F_MOVE);
 }
 
-/* Checks the case: the reason traced, and @len bytes of @c at @off. */
-static void expect(int fd, const char *what, const char *reason, loff_t off,
-		   size_t len, int c)
+/* Checks the case @reason: traced as such, and @len bytes of @c at 0. */
+static void expect(int fd, const char *reason, size_t len, int c)
 {
 	static unsigned char got[16 * PAGE];
 	size_t i = 0;
 
-	check(traced(fd, reason), "%s: traced as %s", what, reason);
-	if (pread(fd, got, len, off) != (ssize_t)len) {
-		check(0, "%s: short read", what);
+	check(traced(fd, reason), "%s: traced as %s", reason, reason);
+	if (pread(fd, got, len, 0) != (ssize_t)len) {
+		check(0, "%s: short read", reason);
 		return;
 	}
 	while (i < len && got[i] == c)
 		i++;
-	check(i == len, "%s: the file holds the data", what);
+	check(i == len, "%s: the file holds the data", reason);
 }
 
 /* Opens a new file @name in @dir; -1 after a FAIL line. */
@@ -107,7 +108,7 @@ static int new_file(const char *dir, const char *name)
 static void one_page(int *p, int fd, int c, const char *what)
 {
 	memset(page, c, PAGE);
-	if (write(p[1], page, PAGE) != PAGE || splice_in(p, fd, 0, PAGE) != PAGE)
+	if (write(p[1], page, PAGE) != PAGE || splice_in(p, fd, PAGE) != PAGE)
 		check(0, "%s: splice: %s", what, strerror(errno));
 }
 
@@ -120,9 +121,9 @@ static void partial(int *p)
 	trace_clear();
 	memset(page, 0x21, PAGE / 2);
 	if (write(p[1], page, PAGE / 2) != PAGE / 2 ||
-	    splice_in(p, fd, 0, PAGE / 2) != PAGE / 2)
+	    splice_in(p, fd, PAGE / 2) != PAGE / 2)
 		check(0, "partial: splice: %s", strerror(errno));
-	expect(fd, "partial", "partial", 0, PAGE / 2, 0x21);
+	expect(fd, "partial", PAGE / 2, 0x21);
 	close(fd);
 }
 
@@ -140,9 +141,9 @@ static void not_anon(int *p)
 		return;
 	}
 	trace_clear();
-	if (splice_in(p, fd, 0, PAGE) != PAGE)
+	if (splice_in(p, fd, PAGE) != PAGE)
 		check(0, "not_anon: splice: %s", strerror(errno));
-	expect(fd, "not_anon", "not_anon", 0, PAGE, 0x22);
+	expect(fd, "not_anon", PAGE, 0x22);
 	close(src);
 	close(fd);
 }
@@ -162,7 +163,7 @@ static void cached(int *p)
 	write_number(SPLICE_MOVE_REPLACE_SYSCTL, 0);
 	trace_clear();
 	one_page(p, fd, 0x24, "cached");
-	expect(fd, "cached", "cached", 0, PAGE, 0x24);
+	expect(fd, "cached", PAGE, 0x24);
 	if (saved >= 0)
 		write_number(SPLICE_MOVE_REPLACE_SYSCTL, saved);
 	close(fd);
@@ -188,9 +189,9 @@ static void gift_refused(int *p)
 	trace_clear();
 	/* Still mapped when spliced: the process may write to it yet. */
 	if (vmsplice(p[1], &iov, 1, SPLICE_F_GIFT) != PAGE ||
-	    splice_in(p, fd, 0, PAGE) != PAGE)
+	    splice_in(p, fd, PAGE) != PAGE)
 		check(0, "gift_refused: splice: %s", strerror(errno));
-	expect(fd, "gift_refused", "gift_refused", 0, PAGE, 0x25);
+	expect(fd, "gift_refused", PAGE, 0x25);
 	munmap(map, PAGE);
 	close(fd);
 }
@@ -212,10 +213,9 @@ static void shared(int *p)
 		return;
 	}
 	trace_clear();
-	if (splice_in(p, fd, 0, PAGE) != PAGE)
+	if (splice_in(p, fd, PAGE) != PAGE)
 		check(0, "shared: splice: %s", strerror(errno));
-	expect(fd, "shared", "shared", 0, PAGE, 0x26);
-	memset(page, 0x26, PAGE);
+	expect(fd, "shared", PAGE, 0x26);
 	check(read(q[0], drain, PAGE) == PAGE && !memcmp(drain, page, PAGE),
 	      "shared: the other pipe still holds the data");
 	close(q[0]);
@@ -249,7 +249,7 @@ static void not_taken(void)
 		goto out;
 	}
 	errno = 0;
-	if (splice_in(p, fd, 0, PAGE) < 0 && errno == ENOSPC)
+	if (splice_in(p, fd, PAGE) < 0 && errno == ENOSPC)
 		check(1, "not_taken: the splice fails with ENOSPC");
 	else
 		check(0, "not_taken: the splice did not fail with ENOSPC: %s",
@@ -279,7 +279,7 @@ static void on_ext4(void)
 		if (fd >= 0) {
 			trace_clear();
 			one_page(p, fd, 0x2a, "no_donors");
-			expect(fd, "no_donors", "no_donors", 0, PAGE, 0x2a);
+			expect(fd, "no_donors", PAGE, 0x2a);
 			close(fd);
 		}
 		close(p[0]);
@@ -296,10 +296,9 @@ static void on_ext4(void)
 		if (fd >= 0) {
 			trace_clear();
 			if (write(p[1], page, sizeof(page)) != sizeof(page) ||
-			    splice_in(p, fd, 0, sizeof(page)) != sizeof(page))
+			    splice_in(p, fd, sizeof(page)) != sizeof(page))
 				check(0, "large_folio: splice: %s", strerror(errno));
-			expect(fd, "large_folio", "large_folio", 0,
-			       sizeof(page), 0x2b);
+			expect(fd, "large_folio", sizeof(page), 0x2b);
 			close(fd);
 		}
 		close(p[0]);

@@ -75,7 +75,7 @@ static int splice_pages(int fd, unsigned int seed, const char *what)
 		for (long i = 0; i < PAGE; i++)
 			buf[i] = page_pattern(seed, pg, i);
 		if (write(p[1], buf, PAGE) != PAGE ||
-		    splice(p[0], NULL, fd, &off, PAGE, SPLICE_F_MOVE) != PAGE)
+		    splice_full(p[0], fd, &off, PAGE))
 			rc = check(0, "%s: page %ld: %s", what, pg,
 				   strerror(errno)) - 1;
 	}
