@@ -87,6 +87,46 @@ static inline long read_number(const char *path)
 	return v;
 }
 
+#define TRACING "/sys/kernel/tracing"
+
+/*
+ * Switches the trace event @event ("system/name") on or off, mounting
+ * tracefs first if need be; -1 when the kernel has no such event.
+ */
+static inline int trace_event(const char *event, int on)
+{
+	char path[256];
+
+	if (access(TRACING "/trace", F_OK))
+		mount("tracefs", TRACING, "tracefs", 0, NULL);
+	snprintf(path, sizeof(path), TRACING "/events/%s/enable", event);
+	return write_file(path, on ? "1" : "0");
+}
+
+/* Empties the trace buffer: only an open with O_TRUNC does. */
+static inline void trace_clear(void)
+{
+	int fd = open(TRACING "/trace", O_WRONLY | O_TRUNC);
+
+	if (fd >= 0)
+		close(fd);
+}
+
+/* How many lines of the trace hold @needle; -1 without a trace. */
+static inline long trace_lines(const char *needle)
+{
+	FILE *f = fopen(TRACING "/trace", "r");
+	char line[512];
+	long n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, needle) != NULL;
+	fclose(f);
+	return n;
+}
+
 /*
  * The switch the series adds: 0 never moves, 1 moves when the splice asks
  * with SPLICE_F_MOVE (what the tests do), 2 always. -1 on a kernel

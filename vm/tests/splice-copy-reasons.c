@@ -32,8 +32,7 @@
 #include "guest.h"
 
 #define PAGE 4096
-#define TRACING "/sys/kernel/tracing"
-#define EVENT TRACING "/events/splice/splice_copy/enable"
+#define EVENT "splice/splice_copy"
 #define TMPFS "/tmp/zcsplice-reasons-tmpfs"
 #define FULL "/tmp/zcsplice-reasons-full"
 
@@ -59,12 +58,6 @@ static int traced(int fd, const char *reason)
 			strstr(line, why);
 	fclose(f);
 	return found;
-}
-
-/* Empties the trace buffer. */
-static void trace_clear(void)
-{
-	write_file(TRACING "/trace", "");
 }
 
 /* Splices @len bytes of @p's read end into @fd at 0 with SPLICE_F_MOVE. */
@@ -313,14 +306,12 @@ int main(void)
 {
 	int p[2];
 
-	if (access(TRACING "/trace", F_OK))
-		mount("tracefs", TRACING, "tracefs", 0, NULL);
-	if (access(EVENT, F_OK)) {
-		printf("kernel without the splice:splice_copy event: nothing to test\n");
+	if (trace_event(EVENT, 1)) {
+		printf("kernel without the %s event: nothing to test\n", EVENT);
 		return 77;
 	}
-	if (set_splice_move(1) || write_file(EVENT, "1")) {
-		printf("FAIL: enable vm.splice_move and %s\n", EVENT);
+	if (set_splice_move(1)) {
+		printf("FAIL: enable vm.splice_move\n");
 		return 1;
 	}
 	mkdir(TMPFS, 0755);
@@ -338,7 +329,7 @@ int main(void)
 	umount(TMPFS);
 	not_taken();
 	on_ext4();
-	write_file(EVENT, "0");
+	trace_event(EVENT, 0);
 	printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
 	return failures != 0;
 }
