@@ -53,6 +53,12 @@ struct target {
 	int placeholder[NPHASES];	/* 1: every page goes through one */
 };
 
+/*
+ * The event ext4 traces each journal handle start with (by inode since 6.5),
+ * or NULL: ext4_write_begin() must start at most one per page it writes.
+ */
+static const char *handle_event;
+
 static const struct target targets[] = {
 	{ "ext4", "", "", "ext4", 1, { 0, 0, 0, 0 } },
 	{ "ext4", "-b 1024", "", "ext4 1k", 1, { 0, 0, 0, 0 } },
@@ -172,7 +178,7 @@ static int prepare(struct blockfs *b, const char *path, enum phase phase,
 static void run_phase(const struct target *t, struct blockfs *b,
 		      enum phase phase, int require)
 {
-	long moved, fallback, placeholder;
+	long moved, fallback, placeholder, handles;
 	unsigned int seed = 1 + phase;
 	pid_t kids[3] = { -1, -1, -1 };
 	char what[96], path[192];
@@ -196,6 +202,7 @@ static void run_phase(const struct target *t, struct blockfs *b,
 		usleep(20000);
 	}
 
+	trace_clear();
 	moved = vmstat("splice_move");
 	fallback = vmstat("splice_move_fallback");
 	placeholder = vmstat("splice_move_placeholder");
@@ -203,6 +210,7 @@ static void run_phase(const struct target *t, struct blockfs *b,
 	moved = vmstat("splice_move") - moved;
 	fallback = vmstat("splice_move_fallback") - fallback;
 	placeholder = vmstat("splice_move_placeholder") - placeholder;
+	handles = handle_event ? trace_lines("caller ext4_write_begin+") : -1;
 
 	for (int k = 0; k < 3; k++) {
 		if (kids[k] > 0) {
@@ -211,8 +219,8 @@ static void run_phase(const struct target *t, struct blockfs *b,
 		}
 	}
 
-	printf("%s: %ld of %d pages moved, %ld through a placeholder, %ld taken then copied\n",
-	       what, moved, NPAGES, placeholder, fallback);
+	printf("%s: %ld of %d pages moved, %ld through a placeholder, %ld taken then copied, %ld ext4_write_begin() handles\n",
+	       what, moved, NPAGES, placeholder, fallback, handles);
 	if (require && !t->moves) {
 		check(moved == 0, "%s: nothing moved", what);
 	} else if (require) {
@@ -231,6 +239,11 @@ static void run_phase(const struct target *t, struct blockfs *b,
 		else
 			check(placeholder == 0, "%s: no placeholder folio", what);
 	}
+	/* Not one more to find out that a page goes over a hole. */
+	if (handles >= 0)
+		check(handles <= NPAGES,
+		      "%s: %ld journal handles from ext4_write_begin() for %d pages",
+		      what, handles, NPAGES);
 	check_pattern(fd, NPAGES, seed, what, "cached");
 	close(fd);
 	if (blockfs_remount(b)) {
@@ -255,6 +268,12 @@ int main(void)
 		printf("kernel without splice_move_placeholder: nothing to test\n");
 		return 77;
 	}
+	if (!trace_event("ext4/ext4_journal_start_inode", 1))
+		handle_event = "ext4/ext4_journal_start_inode";
+	else if (!trace_event("ext4/ext4_journal_start", 1))
+		handle_event = "ext4/ext4_journal_start";
+	else
+		printf("no ext4 journal_start trace event: handles not counted\n");
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
 		const struct target *t = &targets[i];
 		struct blockfs b;
@@ -270,6 +289,8 @@ int main(void)
 				run_phase(t, &b, phase, require);
 		blockfs_teardown(&b);
 	}
+	if (handle_event)
+		trace_event(handle_event, 0);
 	printf("%s: %d failures\n", failures ? "FAIL" : "PASS", failures);
 	return failures != 0;
 }
