@@ -19,6 +19,9 @@ use crate::tree::Tree;
 
 pub struct RenderedPatch {
     pub number: usize,
+    /// The definition's name: its file name without the number and `.yaml`
+    /// (`0013-gift-donor.yaml`: `gift-donor`).
+    pub name: String,
     pub subject: String,
     /// The subject with its `[PREFIX vN m/M]` tag.
     pub tagged_subject: String,
@@ -489,6 +492,7 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         let email = email_header(&sig, id, &tagged_subject) + &body;
         list.push(RenderedPatch {
             number,
+            name: def_name(&def.path),
             subject,
             tagged_subject,
             commit: id,
@@ -518,6 +522,14 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
     })
 }
 
+/// A definition's name: `patches/0013-gift-donor.yaml` is `gift-donor`.
+fn def_name(path: &Path) -> String {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    stem.trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start_matches('-')
+        .to_string()
+}
+
 /// The cover letter's subject and body.
 fn cover_letter(
     series: &Series,
@@ -541,9 +553,15 @@ fn cover_letter(
         .iter()
         .map(|e| context! { subject => e.subject, reason => e.reason })
         .collect();
+    // The number each patch goes out as, by name (a tree may leave some out).
+    let numbers: BTreeMap<&str, usize> = patches
+        .iter()
+        .map(|p| (p.name.as_str(), p.number))
+        .collect();
     let cctx = context! {
         series => Value::from_serialize(m_as_json(m)),
         patches => list,
+        n => numbers,
         excluded => skipped,
         shortlog => shortlog,
         diffstat => diffstat,
