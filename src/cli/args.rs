@@ -121,7 +121,19 @@ pub enum Cmd {
         force: bool,
     },
     /// Build the kernel out of tree (O= in the cache) from vm/config fragments.
-    Build(BuildArgs),
+    Build {
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Build every commit of the branch from its recorded base, oldest
+        /// first, each in turn in one worktree of the cache, and report
+        /// each (time, warnings in the files it changes); stop at the
+        /// first that does not build (exit 125).
+        #[arg(long)]
+        each_commit: bool,
+        /// With --each-commit: print the report as JSON.
+        #[arg(long, requires = "each_commit")]
+        json: bool,
+    },
     /// Build if needed, boot under virtme-ng, run the guest tests, give a verdict.
     Run {
         #[command(flatten)]
@@ -659,6 +671,7 @@ impl BuildArgs {
         BuildRequest {
             tree: self.tree.clone(),
             branch: self.branch.clone(),
+            slot: None,
             kernel: self.kernel.opts(),
         }
     }

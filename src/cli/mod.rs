@@ -13,7 +13,7 @@ use zcsplice::kernel::build::{build_kernel, BuildRequest};
 use zcsplice::series::{self, apply, render};
 use zcsplice::suites::{bench, controls, guest_tests, xfstests};
 use zcsplice::tree::{debian, import};
-use zcsplice::workflows::{bisect, matrix};
+use zcsplice::workflows::{bisect, each_commit, matrix};
 
 /// Runs the command; returns the exit code of a command that finished
 /// (a failed test is a result, not an error).
@@ -124,7 +124,26 @@ pub fn dispatch(cli: &Cli, env: &Env) -> Result<u8> {
             *force,
             apply::Testing::With,
         )?),
-        Cmd::Build(b) => output::line(build_kernel(env, &b.request())?.image.display()),
+        Cmd::Build {
+            build,
+            each_commit: false,
+            ..
+        } => output::line(build_kernel(env, &build.request())?.image.display()),
+        Cmd::Build {
+            build,
+            each_commit: true,
+            json,
+        } => {
+            let report = each_commit::run(env, &build.request())?;
+            if *json {
+                output::json(&report)?;
+            } else {
+                output::text(&report.table());
+            }
+            if report.failed().is_some() {
+                return Ok(exit::SKIP);
+            }
+        }
         Cmd::Run {
             build,
             guest,
@@ -302,6 +321,7 @@ fn demo(env: &Env, debian: &import::DebianSpec, timeout: u64) -> Result<u8> {
     let req = BuildRequest {
         tree,
         branch: Some(applied.branch),
+        slot: None,
         kernel: Default::default(),
     };
     let guest = args::GuestArgs {

@@ -44,6 +44,10 @@ pub struct KernelOpts {
 pub struct BuildRequest {
     pub tree: PathBuf,
     pub branch: Option<String>,
+    /// Names the worktree and build directory instead of `branch`, so that
+    /// revisions built one after the other in one slot rebuild only what
+    /// changed (`build --each-commit`).
+    pub slot: Option<String>,
     pub kernel: KernelOpts,
 }
 
@@ -54,6 +58,7 @@ pub struct BuildRequest {
 pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> {
     let opts = BuildOpts {
         branch: req.branch.clone(),
+        slot: req.slot.clone(),
         fragments: req.kernel.fragments.clone(),
         profile: req.kernel.profile,
         kasan: req.kernel.kasan,
@@ -87,6 +92,8 @@ pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> 
 pub struct BuildOpts {
     /// Build this branch (a worktree in the cache when it is not checked out).
     pub branch: Option<String>,
+    /// See `BuildRequest::slot`.
+    pub slot: Option<String>,
     pub fragments: Vec<PathBuf>,
     pub profile: Profile,
     pub kasan: bool,
@@ -149,10 +156,12 @@ pub struct Source {
 }
 
 /// With `checkout` false, returns None where a worktree would have to be
-/// created or moved.
+/// created or moved. A `slot` names the worktree instead of `branch`, and
+/// is always a worktree.
 pub fn source(
     tree: &Path,
     branch: Option<&str>,
+    slot: Option<&str>,
     cache: &Path,
     checkout: bool,
 ) -> Result<Option<Source>> {
@@ -182,8 +191,9 @@ pub fn source(
             )
         })?
         .id();
-    if head.shorthand() == Some(branch)
-        || (!head.is_branch() && commit == head_commit && branch == "HEAD")
+    if slot.is_none()
+        && (head.shorthand() == Some(branch)
+            || (!head.is_branch() && commit == head_commit && branch == "HEAD"))
     {
         return Ok(Some(Source {
             dir: tree.to_path_buf(),
@@ -191,11 +201,12 @@ pub fn source(
             key: branch.to_string(),
         }));
     }
+    let key = slot.unwrap_or(branch);
     let name = tree.file_name().unwrap_or_default().to_string_lossy();
     let wt = cache
         .join("worktrees")
         .join(sanitize(&name))
-        .join(sanitize(branch));
+        .join(sanitize(key));
     let id = commit.to_string();
     let ready = wt.join(".git").exists()
         && duct::cmd!("git", "-C", &wt, "rev-parse", "HEAD")
@@ -219,7 +230,7 @@ pub fn source(
     Ok(Some(Source {
         dir: wt,
         commit,
-        key: branch.to_string(),
+        key: key.to_string(),
     }))
 }
 
@@ -388,6 +399,31 @@ pub fn first_error(log: &str, src: &Path) -> String {
         .to_string()
 }
 
+/// The compiler warnings in a build log about any of `files` (paths in the
+/// tree, as a commit names them: kbuild prints them relative to `O=`), as
+/// `file:line:col: warning: ...`, each once, in order.
+pub fn warnings_in(log: &str, files: &[String]) -> Vec<String> {
+    let gcc = Regex::new(r"^(.+?):(\d+):(\d+): warning: (.*)$").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    log.lines()
+        .filter_map(|l| {
+            let c = gcc.captures(l)?;
+            let file = files
+                .iter()
+                .find(|f| &c[1] == f.as_str() || c[1].ends_with(&format!("/{f}")))?;
+            Some(format!("{file}:{}:{}: warning: {}", &c[2], &c[3], &c[4]))
+        })
+        .filter(|w| seen.insert(w.clone()))
+        .collect()
+}
+
+/// The compiler's or linker's failure behind a build error, if it is one.
+pub fn build_failure(e: &anyhow::Error) -> Option<&BuildFailed> {
+    e.downcast_ref::<crate::exit::Exit>()
+        .map_or(e, |x| &x.1)
+        .downcast_ref::<BuildFailed>()
+}
+
 /// Objects a kbuild output line reports building (" CC  fs/splice.o").
 fn step_of(line: &str) -> Option<&str> {
     let t = line.trim_start();
@@ -520,7 +556,14 @@ fn build_locked(
     may_build: bool,
 ) -> Result<Option<Built>> {
     let start = Instant::now();
-    let Some(src) = source(tree, opts.branch.as_deref(), cache, may_build)? else {
+    let Some(src) = source(
+        tree,
+        opts.branch.as_deref(),
+        opts.slot.as_deref(),
+        cache,
+        may_build,
+    )?
+    else {
         return Ok(None);
     };
     let outdir = outdir(cache, tree, &src, opts)?;
@@ -613,6 +656,7 @@ mod tests {
         let project = Path::new("/p");
         let opts = |profile, kasan| BuildOpts {
             branch: None,
+            slot: None,
             fragments: vec![],
             profile,
             kasan,
@@ -660,6 +704,26 @@ mod tests {
         assert_eq!(
             first_error(log, Path::new("/k/src")),
             "fs/splice.c:42:9: error: 'x' undeclared (first use in this function)"
+        );
+    }
+
+    #[test]
+    fn warnings_are_those_of_the_files_named_once_each() {
+        let log = "\
+  CC      fs/splice.o
+../../../trees/t/fs/splice.c:10:5: warning: unused variable 'x' [-Wunused-variable]
+../../../trees/t/fs/splice.c:10:5: warning: unused variable 'x' [-Wunused-variable]
+../../../trees/t/mm/filemap.c:3:1: warning: not ours
+../../../trees/t/fs/notsplice.c:1:1: warning: a suffix, not the file
+../../../trees/t/include/linux/splice.h:7:2: warning: in a header
+";
+        let files = ["fs/splice.c".to_string(), "include/linux/splice.h".into()];
+        assert_eq!(
+            warnings_in(log, &files),
+            [
+                "fs/splice.c:10:5: warning: unused variable 'x' [-Wunused-variable]",
+                "include/linux/splice.h:7:2: warning: in a header",
+            ]
         );
     }
 

@@ -149,6 +149,7 @@ pub fn run_matrix(env: &crate::env::Env, m: &Opts) -> Result<Vec<Row>> {
         let request = |branch: &str| BuildRequest {
             tree: tree.clone(),
             branch: Some(branch.to_string()),
+            slot: None,
             kernel: m.kernel.clone(),
         };
         // What later stages take from earlier ones.

@@ -1,4 +1,5 @@
 //! Stages chained over trees.
 
 pub mod bisect;
+pub mod each_commit;
 pub mod matrix;

@@ -65,6 +65,7 @@ impl KernelStep<'_> {
         let req = BuildRequest {
             tree: self.clone.clone(),
             branch: Some(BRANCH.to_string()),
+            slot: None,
             kernel: self.kernel.clone(),
         };
         let t = Instant::now();
