@@ -126,19 +126,22 @@ static void not_anon(int *p)
 	loff_t off = 0;
 
 	if (src < 0 || fd < 0)
-		return;
+		goto out;
 	memset(page, 0x22, PAGE);
 	if (pwrite(src, page, PAGE, 0) != PAGE ||
 	    splice(src, &off, p[1], NULL, PAGE, 0) != PAGE) {
 		check(0, "not_anon: fill the pipe from a file: %s", strerror(errno));
-		return;
+		goto out;
 	}
 	trace_clear();
 	if (splice_in(p, fd, PAGE) != PAGE)
 		check(0, "not_anon: splice: %s", strerror(errno));
 	expect(fd, "not_anon", PAGE, 0x22);
-	close(src);
-	close(fd);
+out:
+	if (src >= 0)
+		close(src);
+	if (fd >= 0)
+		close(fd);
 }
 
 static void cached(int *p)
@@ -151,6 +154,7 @@ static void cached(int *p)
 	memset(page, 0x23, PAGE);
 	if (pwrite(fd, page, PAGE, 0) != PAGE) {
 		check(0, "cached: write: %s", strerror(errno));
+		close(fd);
 		return;
 	}
 	write_number(SPLICE_MOVE_REPLACE_SYSCTL, 0);
@@ -174,6 +178,7 @@ static void gift_refused(int *p)
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED) {
 		check(0, "gift_refused: mmap: %s", strerror(errno));
+		close(fd);
 		return;
 	}
 	memset(map, 0x25, PAGE);
@@ -191,19 +196,19 @@ static void gift_refused(int *p)
 
 static void shared(int *p)
 {
-	int fd = new_file(TMPFS, "shared"), q[2];
+	int fd = new_file(TMPFS, "shared"), q[2] = { -1, -1 };
 	char drain[PAGE];
 
 	if (fd < 0 || pipe(q)) {
 		check(0, "shared: setup");
-		return;
+		goto out;
 	}
 	memset(page, 0x26, PAGE);
 	/* tee() gives the second pipe a reference to the same page. */
 	if (write(p[1], page, PAGE) != PAGE ||
 	    tee(p[0], q[1], PAGE, 0) != PAGE) {
 		check(0, "shared: tee: %s", strerror(errno));
-		return;
+		goto out;
 	}
 	trace_clear();
 	if (splice_in(p, fd, PAGE) != PAGE)
@@ -211,15 +216,18 @@ static void shared(int *p)
 	expect(fd, "shared", PAGE, 0x26);
 	check(read(q[0], drain, PAGE) == PAGE && !memcmp(drain, page, PAGE),
 	      "shared: the other pipe still holds the data");
-	close(q[0]);
-	close(q[1]);
-	close(fd);
+out:
+	for (int i = 0; i < 2; i++)
+		if (q[i] >= 0)
+			close(q[i]);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* A tmpfs of 16 pages, full: shmem_write_begin() fails with ENOSPC. */
 static void not_taken(void)
 {
-	int p[2], fd, filler;
+	int p[2] = { -1, -1 }, fd, filler;
 
 	mkdir(FULL, 0755);
 	if (mount("tmpfs", FULL, "tmpfs", 0, "size=64k,huge=never")) {
@@ -248,9 +256,10 @@ static void not_taken(void)
 		check(0, "not_taken: the splice did not fail with ENOSPC: %s",
 		      strerror(errno));
 	check(traced(fd, "not_taken"), "not_taken: traced as not_taken");
-	close(p[0]);
-	close(p[1]);
 out:
+	for (int i = 0; i < 2; i++)
+		if (p[i] >= 0)
+			close(p[i]);
 	if (fd >= 0)
 		close(fd);
 	if (filler >= 0)
