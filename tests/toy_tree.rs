@@ -94,6 +94,11 @@ fn render_apply_and_git_am_agree() {
     assert!(cover
         .contains("Left out: \"mm: only for the page API\" (->write_begin already takes a folio)"));
     assert!(cover.contains(&format!("base-commit: {base}\n")), "{cover}");
+    // Numbered as the patches go out: the third definition is patch 2 here.
+    assert!(
+        cover.contains("The helper is used in patch 2.\n"),
+        "{cover}"
+    );
 
     let applied = ok(&zcsplice(
         &["apply", "--tree", ts],
