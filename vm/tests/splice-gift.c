@@ -15,9 +15,10 @@
  * - forked: gifted and unmapped, but a child still maps the pages (COW);
  * - pinned: gifted and unmapped, but io_uring holds the pages as fixed
  *   buffers (FOLL_PIN);
- * - huge: gifted and unmapped, but the pages are part of a THP.
- * KSM pages are refused too; this kernel config may not have KSM, and
- * merging needs ksmd: not tested here.
+ * - huge: gifted and unmapped, but the pages are part of a THP;
+ * - ksm: each page merged by ksmd with a twin of the same content (one KSM
+ *   page behind both), gifted, then both unmapped: only the pipe holds the
+ *   page, but KSM still knows it (skipped on a kernel without KSM).
  *
  * A page the CPU just faulted in sits in a per-CPU LRU batch, which holds a
  * reference, until the batch is drained: the splice drains its own CPU's
@@ -56,12 +57,42 @@
 #define CHUNK 16		/* pages per vmsplice() in the chunks case */
 
 enum gift_case { GIFT, CHUNKS, MAPPED, NO_FLAG, FORKED, PINNED, HUGE_PAGE,
-		 NCASES };
+		 KSM, NCASES };
 
 static const char *const case_name[NCASES] = {
 	"gift", "gift in 64K chunks", "mapped", "no flag", "forked", "pinned",
-	"huge",
+	"huge", "ksm",
 };
+
+#define KSM_RUN "/sys/kernel/mm/ksm/run"
+
+/*
+ * Runs ksmd until each of the NPAGES pages at @a shares its page with its
+ * twin at @b (both madvised MADV_MERGEABLE), for up to 30 s; then stops it,
+ * which leaves the merged pages merged. 0 when all were merged.
+ */
+static int ksm_merge(const char *a, const char *b, const char *what)
+{
+	static uint64_t pa[NPAGES], pb[NPAGES];
+	int merged = 0;
+
+	write_number("/sys/kernel/mm/ksm/pages_to_scan", 8 * NPAGES);
+	write_number("/sys/kernel/mm/ksm/sleep_millisecs", 10);
+	if (write_file(KSM_RUN, "1"))
+		return -1;
+	for (int t = 0; t < 300 && merged < NPAGES; t++) {
+		usleep(100000);
+		if (mem_pfns(a, NPAGES, pa, what) || mem_pfns(b, NPAGES, pb, what))
+			break;
+		merged = 0;
+		for (long pg = 0; pg < NPAGES; pg++)
+			merged += pa[pg] == pb[pg];
+	}
+	write_file(KSM_RUN, "0");
+	printf("%s: ksmd merged %d of %d pages with their twins\n", what,
+	       merged, NPAGES);
+	return merged == NPAGES ? 0 : -1;
+}
 
 /* Is the memory at @addr in a transparent huge page (/proc/kpageflags)? */
 static int in_thp(const char *addr)
@@ -108,7 +139,8 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 {
 	static uint64_t user[NPAGES], file[NPAGES];
 	unsigned int seed = 1 + c;
-	size_t len = NPAGES * PAGE, maplen = c == HUGE_PAGE ? 2 * HUGE : len;
+	size_t len = NPAGES * PAGE;
+	size_t maplen = c == HUGE_PAGE ? 2 * HUGE : c == KSM ? 2 * len : len;
 	long moved, gifts, fallback, same = 0;
 	char what[64], path[192];
 	int fd, p[2], ring = -1;
@@ -126,12 +158,26 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 		buf = (char *)(((uintptr_t)map + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
 		madvise(buf, HUGE, MADV_HUGEPAGE);
 	} else {
-		madvise(buf, len, MADV_NOHUGEPAGE);
+		madvise(buf, maplen, MADV_NOHUGEPAGE);
 	}
 	/* The chunks case writes each chunk just before it gives it. */
 	for (long pg = 0; pg < NPAGES && c != CHUNKS; pg++)
 		for (long i = 0; i < PAGE; i++)
 			buf[pg * PAGE + i] = page_pattern(seed, pg, i);
+	if (c == KSM) {
+		if (access(KSM_RUN, F_OK)) {
+			printf("%s: skipped: no KSM in this kernel\n", what);
+			munmap(map, maplen);
+			return -1;
+		}
+		memcpy(buf + len, buf, len);
+		if (!check(madvise(buf, maplen, MADV_MERGEABLE) == 0 &&
+			   ksm_merge(buf, buf + len, what) == 0,
+			   "%s: every page merged with its twin", what)) {
+			munmap(map, maplen);
+			return 0;
+		}
+	}
 	if (c == HUGE_PAGE && !in_thp(buf)) {
 		printf("%s: skipped: no transparent huge page here\n", what);
 		munmap(map, maplen);
@@ -210,6 +256,8 @@ static int run_case(const char *fs, const char *dir, enum gift_case c,
 		}
 		if (c != MAPPED && c != HUGE_PAGE && c != CHUNKS)
 			munmap(buf + pg * PAGE, PAGE);
+		if (c == KSM)
+			munmap(buf + len + pg * PAGE, PAGE);
 		if (splice_full(p[0], fd, &off, PAGE)) {
 			check(0, "%s: splice page %ld into the file", what, pg);
 			break;
