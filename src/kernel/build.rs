@@ -379,16 +379,41 @@ fn configure(src: &Path, outdir: &Path, frags: &[PathBuf], log: &mut std::fs::Fi
     Ok(())
 }
 
+/// A compiler diagnostic of a build log, split into its parts.
+struct Diagnostic<'a> {
+    file: &'a str,
+    line: &'a str,
+    col: &'a str,
+    /// `error` (also for `fatal error`) or `warning`.
+    kind: &'a str,
+    message: &'a str,
+}
+
+/// The compiler diagnostics of a build log, in order.
+fn diagnostics(log: &str) -> impl Iterator<Item = Diagnostic<'_>> {
+    static GCC: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"^(.+?):(\d+):(\d+): (?:fatal )?(error|warning): (.*)$").unwrap()
+    });
+    log.lines().filter_map(|l| {
+        let c = GCC.captures(l)?;
+        let part = |i| c.get(i).map_or("", |m| m.as_str());
+        Some(Diagnostic {
+            file: part(1),
+            line: part(2),
+            col: part(3),
+            kind: part(4),
+            message: part(5),
+        })
+    })
+}
+
 /// The first compiler or linker error in a build log, as `file:line:col: error: ...`.
 pub fn first_error(log: &str, src: &Path) -> String {
-    let gcc = Regex::new(r"^(.+?):(\d+):(\d+): (?:fatal )?error: (.*)$").unwrap();
     let ld = Regex::new(r"(undefined reference to .*|multiple definition of .*)$").unwrap();
     let prefix = format!("{}/", src.display());
-    for l in log.lines() {
-        if let Some(c) = gcc.captures(l) {
-            let file = c[1].strip_prefix(&prefix).unwrap_or(&c[1]);
-            return format!("{file}:{}:{}: error: {}", &c[2], &c[3], &c[4]);
-        }
+    if let Some(d) = diagnostics(log).find(|d| d.kind == "error") {
+        let file = d.file.strip_prefix(&prefix).unwrap_or(d.file);
+        return format!("{file}:{}:{}: error: {}", d.line, d.col, d.message);
     }
     if let Some(l) = log.lines().find(|l| ld.is_match(l)) {
         return l.trim().to_string();
@@ -403,15 +428,17 @@ pub fn first_error(log: &str, src: &Path) -> String {
 /// tree, as a commit names them: kbuild prints them relative to `O=`), as
 /// `file:line:col: warning: ...`, each once, in order.
 pub fn warnings_in(log: &str, files: &[String]) -> Vec<String> {
-    let gcc = Regex::new(r"^(.+?):(\d+):(\d+): warning: (.*)$").unwrap();
     let mut seen = std::collections::HashSet::new();
-    log.lines()
-        .filter_map(|l| {
-            let c = gcc.captures(l)?;
+    diagnostics(log)
+        .filter(|d| d.kind == "warning")
+        .filter_map(|d| {
             let file = files
                 .iter()
-                .find(|f| &c[1] == f.as_str() || c[1].ends_with(&format!("/{f}")))?;
-            Some(format!("{file}:{}:{}: warning: {}", &c[2], &c[3], &c[4]))
+                .find(|f| d.file == f.as_str() || d.file.ends_with(&format!("/{f}")))?;
+            Some(format!(
+                "{file}:{}:{}: warning: {}",
+                d.line, d.col, d.message
+            ))
         })
         .filter(|w| seen.insert(w.clone()))
         .collect()

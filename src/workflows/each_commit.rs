@@ -201,16 +201,12 @@ pub fn run(env: &crate::env::Env, req: &BuildRequest) -> Result<Report> {
         let stop = matches!(step.outcome, Outcome::Failed { .. });
         steps.push(step);
         if stop {
-            return Ok(Report {
-                base: base.to_string(),
-                steps,
-                not_built: ids.len() - n - 1,
-            });
+            break;
         }
     }
     Ok(Report {
         base: base.to_string(),
+        not_built: ids.len() - steps.len(),
         steps,
-        not_built: 0,
     })
 }
