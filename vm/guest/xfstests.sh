@@ -6,7 +6,7 @@
 # and mount options) and check.args (./check's arguments, one a line).
 # XFSTESTS is an installed (built) xfstests tree, read-only here: results
 # go to RESULT_BASE. Writes check.out (./check's output), check.rc,
-# dmesg.txt and, last, "done".
+# vmstat.before and vmstat.after, dmesg.txt and, last, "done".
 #
 # One ./check per boot: its start-up costs most of a minute under TCG.
 # xfstests writes "run fstests NAME at ..." to /dev/kmsg before each test;
@@ -44,6 +44,9 @@ if ! mkfs -t "$FSTYP" $force -q $MKFS_OPTIONS "$TEST_DEV" >> "$res/setup.log" 2>
 	exit 1
 fi
 
+# The series' counters, before and after: did a test reach the move path?
+# (None on a kernel without the series: the files stay empty.)
+grep '^splice_' /proc/vmstat > "$res/vmstat.before"
 # shellcheck disable=SC2046 # one argument a line, none with blanks
 set -- $(cat "$res/check.args")
 mark "check $*"
@@ -54,6 +57,7 @@ cd "$xfs" || exit 1
 	echo $? > "$res/check.rc"
 } 2>&1 | tee "$res/check.out"
 mark "end check"
+grep '^splice_' /proc/vmstat > "$res/vmstat.after"
 dmesg > "$res/dmesg.txt" 2>&1
 mark "all done"
 echo done > "$res/done"

@@ -275,6 +275,11 @@ pub struct Boot {
     /// Kernel reports while no test ran (they fail the run).
     pub kernel_reports: Vec<Splat>,
     pub tests: Vec<String>,
+    /// How the series' splice counters (/proc/vmstat) grew over ./check:
+    /// whether the tests reached the move path at all. Empty on a kernel
+    /// without them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub splice_counters: BTreeMap<String, i64>,
 }
 
 /// One test, every kernel.
@@ -491,6 +496,9 @@ fn boot(
     let cases = results::parse_check_output(&String::from_utf8_lossy(&out), tests);
     let console = String::from_utf8_lossy(&std::fs::read(dir.join("console.log"))?).to_string();
     let (cases, loose) = results::judge(tests, cases, &console);
+    let counter = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let splice_counters =
+        results::counter_growth(&counter("vmstat.before"), &counter("vmstat.after"));
     Ok((
         cases,
         Boot {
@@ -502,6 +510,7 @@ fn boot(
             logs: dir,
             kernel_reports: loose,
             tests: tests.to_vec(),
+            splice_counters,
         },
     ))
 }

@@ -85,6 +85,25 @@ pub fn table(r: &Report) -> String {
             );
         }
     }
+    for b in r.boots.iter().filter(|b| !b.splice_counters.is_empty()) {
+        let grew: Vec<String> = b
+            .splice_counters
+            .iter()
+            .map(|(name, n)| format!("{name} +{n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nsplice counters over the {} boot: {}",
+            b.label,
+            grew.join(", ")
+        );
+        if b.splice_counters.get("splice_move") == Some(&0) {
+            let _ = writeln!(
+                o,
+                "  no test moved a page (`zcsplice run` tests the move path)"
+            );
+        }
+    }
     if !r.expunged.is_empty() {
         let _ = writeln!(o, "\nexpunged on {} (vm/xfstests/expunge/{}):", r.fs, r.fs);
         for e in &r.expunged {
@@ -274,11 +293,31 @@ mod tests {
                 logs: "/logs/series".into(),
                 kernel_reports: vec![],
                 tests: vec![],
+                splice_counters: BTreeMap::new(),
             }],
             seconds: 125.0,
             logs: "/logs".into(),
             ..Report::counted(rows)
         }
+    }
+
+    #[test]
+    fn the_table_says_whether_the_series_boot_moved_a_page() {
+        let mut r = report(vec![], true, Verdict::Pass);
+        assert!(
+            !table(&r).contains("splice counters"),
+            "a kernel without them"
+        );
+        let counters = &mut r.boots[0].splice_counters;
+        counters.insert("splice_move".into(), 0);
+        counters.insert("splice_move_fallback".into(), 0);
+        let t = table(&r);
+        assert!(t.contains(
+            "splice counters over the series boot: splice_move +0, splice_move_fallback +0"
+        ));
+        assert!(t.contains("no test moved a page"));
+        r.boots[0].splice_counters.insert("splice_move".into(), 12);
+        assert!(!table(&r).contains("no test moved a page"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use crate::guest::console::marker::{self, END_OF_CHECK};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use crate::guest::console::{self, Splat};
@@ -185,6 +186,26 @@ pub fn started(console_log: &str) -> Vec<String> {
     v
 }
 
+/// How each counter of `before` grew by `after` (both `name value`
+/// lines, as the guest copies them out of /proc/vmstat). A counter
+/// missing from either side, or a line that is not a name and a number,
+/// is left out.
+pub fn counter_growth(before: &str, after: &str) -> BTreeMap<String, i64> {
+    fn parse(s: &str) -> BTreeMap<&str, i64> {
+        s.lines()
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name, value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+    let before = parse(before);
+    parse(after)
+        .into_iter()
+        .filter_map(|(name, a)| Some((name.to_string(), a - before.get(name)?)))
+        .collect()
+}
+
 /// Folds the console into check's cases: a kernel report fails the run
 /// of the test it appeared in (a run that never finished gets a case of
 /// its own); tests that were asked for and have no case are incomplete.
@@ -258,6 +279,22 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counter_growth_is_after_minus_before_of_counters_on_both_sides() {
+        let before = "splice_move 10\nsplice_move_fallback 2\nsplice_move_gift 0\n";
+        let after = "splice_move 14\nsplice_move_fallback 2\nsplice_move_replace 3\nbad\n";
+        let g = counter_growth(before, after);
+        assert_eq!(
+            g.into_iter().collect::<Vec<_>>(),
+            [
+                ("splice_move".into(), 4),
+                ("splice_move_fallback".into(), 0)
+            ]
+        );
+        // A kernel without the counters: the guest's files are empty.
+        assert!(counter_growth("", "").is_empty());
+    }
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

@@ -389,6 +389,7 @@ mod tests {
                 logs: PathBuf::from("/l"),
                 kernel_reports,
                 tests: vec![],
+                splice_counters: Default::default(),
             })
             .collect();
         xfstests::Report {
