@@ -58,17 +58,20 @@ fn project() -> PathBuf {
 }
 
 fn each_commit(tree: &Path, cache: &Path) -> (Option<i32>, serde_json::Value) {
-    let o = zcsplice(
-        &[
-            "build",
-            "--each-commit",
-            "--json",
-            "--tree",
-            tree.to_str().unwrap(),
-        ],
-        &project(),
-        cache,
-    );
+    each_commit_with(tree, cache, &[])
+}
+
+/// `build --each-commit --json` with `extra` arguments.
+fn each_commit_with(tree: &Path, cache: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut args = vec![
+        "build",
+        "--each-commit",
+        "--json",
+        "--tree",
+        tree.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let o = zcsplice(&args, &project(), cache);
     let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "no JSON ({e}): {}\n{}",
@@ -127,4 +130,48 @@ fn a_series_that_builds_throughout_exits_0_and_needs_a_recorded_base() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("nothing to build"), "{err}");
+}
+
+#[test]
+fn a_run_again_builds_only_what_no_earlier_run_built() {
+    let d = tempfile::tempdir().unwrap();
+    let (t, _) = series_tree(d.path(), &["one\n", "two warn\n"]);
+    let cache = d.path().join("cache");
+    let field = |v: &serde_json::Value, f: &str| -> Vec<String> {
+        v["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[f].to_string())
+            .collect()
+    };
+    let (code, first) = each_commit(&t, &cache);
+    assert_eq!(code, Some(0), "{first:#}");
+    assert_eq!(field(&first, "recorded"), ["false", "false"]);
+
+    // Not built again, with what they reported.
+    let (code, again) = each_commit(&t, &cache);
+    assert_eq!(code, Some(0), "{again:#}");
+    assert_eq!(field(&again, "recorded"), ["true", "true"]);
+    assert_eq!(field(&again, "warnings"), field(&first, "warnings"));
+
+    // The series grew by a commit that does not build: only it is built,
+    // and a failure is not recorded, so it is built again next time.
+    std::fs::write(t.join("src.c"), "broken\n").unwrap();
+    git(&t, &["commit", "-q", "-am", "patch 3"]);
+    for _ in 0..2 {
+        let (code, grown) = each_commit(&t, &cache);
+        assert_eq!(code, Some(125), "{grown:#}");
+        assert_eq!(field(&grown, "recorded"), ["true", "true", "false"]);
+        assert_eq!(
+            field(&grown, "result"),
+            ["\"built\"", "\"built\"", "\"failed\""]
+        );
+    }
+
+    // Another config is another kernel: nothing comes from the records.
+    let frag = d.path().join("extra.config");
+    std::fs::write(&frag, "CONFIG_EXTRA=y\n").unwrap();
+    let (_, v) = each_commit_with(&t, &cache, &["--config-fragment", frag.to_str().unwrap()]);
+    assert_eq!(field(&v, "recorded"), ["false", "false", "false"]);
 }

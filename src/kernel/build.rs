@@ -56,18 +56,7 @@ pub struct BuildRequest {
 /// (a fragment that cannot be read, git, the disk) is the machinery's
 /// (128: a bisect stops instead of skipping every commit).
 pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> {
-    let opts = BuildOpts {
-        branch: req.branch.clone(),
-        slot: req.slot.clone(),
-        fragments: req.kernel.fragments.clone(),
-        profile: req.kernel.profile,
-        kasan: req.kernel.kasan,
-        jobs: req
-            .kernel
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-    };
-    let built = build(&env.series, &env.cache, &req.tree, &opts).map_err(|e| {
+    let built = build(&env.series, &env.cache, &req.tree, &req.opts()).map_err(|e| {
         // The tree's own failures (configure, make) are untestable;
         // anything else is the machinery's.
         match e.downcast_ref::<crate::exit::Exit>() {
@@ -87,6 +76,40 @@ pub fn build_kernel(env: &crate::env::Env, req: &BuildRequest) -> Result<Built> 
         );
     }
     Ok(built)
+}
+
+impl BuildRequest {
+    fn opts(&self) -> BuildOpts {
+        BuildOpts {
+            branch: self.branch.clone(),
+            slot: self.slot.clone(),
+            fragments: self.kernel.fragments.clone(),
+            profile: self.kernel.profile,
+            kasan: self.kernel.kasan,
+            jobs: self
+                .kernel
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        }
+    }
+}
+
+/// What the kernel config of `req` is made of: a hash of its fragments,
+/// in order, with their names. Built from the same commit with the same
+/// hash, a kernel is the same kernel.
+pub fn config_hash(project: &Path, req: &BuildRequest) -> Result<String> {
+    fragments_hash(&fragments(project, &req.opts()))
+}
+
+fn fragments_hash(frags: &[PathBuf]) -> Result<String> {
+    let mut cfg_text = String::new();
+    for f in frags {
+        cfg_text.push_str(&format!("# {}\n", f.display()));
+        cfg_text.push_str(
+            &std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        );
+    }
+    Ok(hash(cfg_text.as_bytes()))
 }
 
 pub struct BuildOpts {
@@ -598,14 +621,7 @@ fn build_locked(
     let log_path = outdir.join("zcsplice-build.log");
     let frags = fragments(project, opts);
 
-    let mut cfg_text = String::new();
-    for f in &frags {
-        cfg_text.push_str(&format!("# {}\n", f.display()));
-        cfg_text.push_str(
-            &std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
-        );
-    }
-    let cfg_hash = hash(cfg_text.as_bytes());
+    let cfg_hash = fragments_hash(&frags)?;
     let stamp = hash(format!("{}\n{cfg_hash}\n{:?}", src.commit, make_vars(&outdir, 0)).as_bytes());
     let stamp_path = outdir.join("zcsplice-stamp");
     let objcount_path = outdir.join("zcsplice-objects");

@@ -5,17 +5,23 @@
 //! recompiles only what its commit changed. The first commit that does
 //! not build ends the run; the warnings a commit's own files give are
 //! reported with it.
+//!
+//! A commit that built is recorded in `<cache>/each-commit/`, keyed by its
+//! id and the config fragments' hash: a run that is stopped (Ctrl-C, a CI
+//! limit; a whole series is more than an hour of builds on two cores) or
+//! run again after the series grew builds only the commits not built yet.
 
 use anyhow::{anyhow, bail, Context, Result};
 use git2::{Oid, Repository, Sort};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 use crate::exit;
-use crate::kernel::build::{build_failure, build_kernel, warnings_in, BuildRequest};
+use crate::kernel::build::{build_failure, build_kernel, config_hash, warnings_in, BuildRequest};
 use crate::tree::{base_of_branch, Tree};
 
 /// How one commit's build ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum Outcome {
     Built,
@@ -25,7 +31,7 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     pub commit: String,
     pub subject: String,
@@ -36,11 +42,16 @@ pub struct Step {
     pub objects: usize,
     /// Compiler warnings in files this commit changes.
     pub warnings: Vec<String>,
+    /// Built by an earlier run with the same config: its record, not
+    /// built again.
+    pub recorded: bool,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub base: String,
+    /// Where the commits that built are recorded.
+    pub records: PathBuf,
     pub steps: Vec<Step>,
     /// Commits after a failed one, not built.
     pub not_built: usize,
@@ -63,6 +74,7 @@ impl Report {
         );
         for s in &self.steps {
             let result = match s.outcome {
+                Outcome::Built if s.recorded => "built*",
                 Outcome::Built => "built",
                 Outcome::Failed { .. } => "FAILED",
             };
@@ -77,6 +89,12 @@ impl Report {
         }
         let mut out = t.trim_fmt();
         out.push('\n');
+        if self.steps.iter().any(|s| s.recorded) {
+            out.push_str(&format!(
+                "(* built by an earlier run, same commit and config: {})\n",
+                self.records.display()
+            ));
+        }
         for s in self.steps.iter().filter(|s| !s.warnings.is_empty()) {
             out.push_str(&format!("\n{} warnings:\n", &s.commit[..12]));
             for w in &s.warnings {
@@ -151,10 +169,26 @@ pub fn run(env: &crate::env::Env, req: &BuildRequest) -> Result<Report> {
             .unwrap_or_else(|| "HEAD".into())
     });
     let slot = format!("{label}@each-commit");
+    let records = env.cache.join("each-commit");
+    std::fs::create_dir_all(&records)
+        .with_context(|| format!("cannot create {}", records.display()))?;
+    let config = config_hash(&env.series, req)?;
     let mut steps = Vec::new();
     for (n, id) in ids.iter().enumerate() {
         let commit = repo.find_commit(*id)?;
         let subject = commit.summary().unwrap_or_default().to_string();
+        let record = records.join(format!("{id}-{}.json", &config[..16]));
+        if let Some(step) = recorded(&record) {
+            log::info!(
+                "commit {}/{}: {} built before ({})",
+                n + 1,
+                ids.len(),
+                &id.to_string()[..12],
+                record.display()
+            );
+            steps.push(step);
+            continue;
+        }
         log::info!(
             "commit {}/{}: {} {subject}",
             n + 1,
@@ -174,6 +208,7 @@ pub fn run(env: &crate::env::Env, req: &BuildRequest) -> Result<Report> {
             seconds: 0.0,
             objects: 0,
             warnings: Vec::new(),
+            recorded: false,
         };
         let log = match build_kernel(env, &step_req) {
             // Up to date: its log is of the build that made it.
@@ -199,6 +234,10 @@ pub fn run(env: &crate::env::Env, req: &BuildRequest) -> Result<Report> {
             step.warnings = warnings_in(&text, &changed_files(repo, *id)?);
         }
         let stop = matches!(step.outcome, Outcome::Failed { .. });
+        if !stop {
+            std::fs::write(&record, serde_json::to_vec_pretty(&step)?)
+                .with_context(|| format!("cannot write {}", record.display()))?;
+        }
         steps.push(step);
         if stop {
             break;
@@ -206,7 +245,18 @@ pub fn run(env: &crate::env::Env, req: &BuildRequest) -> Result<Report> {
     }
     Ok(Report {
         base: base.to_string(),
+        records,
         not_built: ids.len() - steps.len(),
         steps,
+    })
+}
+
+/// The step recorded for a commit that built, if any; a record that
+/// cannot be read is as none (the commit is built again).
+fn recorded(path: &std::path::Path) -> Option<Step> {
+    let step: Step = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    matches!(step.outcome, Outcome::Built).then_some(Step {
+        recorded: true,
+        ..step
     })
 }
