@@ -12,13 +12,15 @@
 # ZCSPLICE_FAULT, when set, is written to the series' fault-injection knob
 # before the first test (negative controls: the tests must then fail).
 # ZCSPLICE_CMD, when set, is the shell command the test named "command"
-# runs (zcsplice run --cmd, bisect --cmd).
+# runs (zcsplice run --cmd, bisect --cmd); $ZCSPLICE_TESTS names BIN there,
+# so that it can run a test again with other settings.
 # ZCSPLICE_MOVES=optional: only part of the series is applied (a step of
 # an in-series bisect); the tests do not require moves (moves_required()
 # in vm/tests/guest.h). The tests read it from their environment.
 res=$1
 bin=$2
 shift 2
+export ZCSPLICE_TESTS="$bin"
 mark() { echo "zcsplice-guest: $*" > /dev/kmsg; }
 now() { cut -d' ' -f1 /proc/uptime; }
 
