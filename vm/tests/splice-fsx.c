@@ -52,17 +52,6 @@
 #define DROP_EVERY 1000
 #define HISTORY 16
 
-enum op { SPLICE, GIFT, WRITE, MAPWRITE, READ, MAPREAD, TRUNCATE, PUNCH,
-	  FSYNC, FADVISE, NOPKINDS };
-
-static const char *const op_name[NOPKINDS] = {
-	"splice", "gift", "pwrite", "mapwrite", "pread", "mapread",
-	"truncate", "punch", "fsync", "fadvise",
-};
-
-/* How often each operation is drawn, out of the sum. */
-static const int op_weight[NOPKINDS] = { 30, 6, 12, 7, 15, 8, 7, 5, 5, 5 };
-
 struct target {
 	const char *name;
 	const char *type;	/* tmpfs, ramfs, or the blockfs type */
@@ -388,57 +377,55 @@ static int op_punch(struct fsx *f)
 	return 0;
 }
 
-static int op_sync(struct fsx *f, enum op op)
+static int op_fsync(struct fsx *f)
 {
-	int r;
-
-	if (op == FSYNC)
-		r = rnd(f, 2) ? fsync(f->fd) : fdatasync(f->fd);
-	else
-		r = posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED);
-	if (r)
-		return check(0, "%s: %s: %s", f->t->name, op_name[op],
-			     strerror(op == FSYNC ? errno : r)) - 1;
+	if (rnd(f, 2) ? fsync(f->fd) : fdatasync(f->fd))
+		return check(0, "%s: fsync: %s", f->t->name, strerror(errno)) - 1;
 	return 0;
 }
 
-/* An operation at random, by op_weight; none the target cannot do. */
-static enum op pick_op(struct fsx *f)
+static int op_fadvise(struct fsx *f)
+{
+	int r = posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED);
+
+	if (r)
+		return check(0, "%s: fadvise: %s", f->t->name, strerror(r)) - 1;
+	return 0;
+}
+
+/* The operations, and how often each is drawn (out of the sum). */
+static const struct fsx_op {
+	const char *name;
+	int weight;
+	int (*run)(struct fsx *f);
+} ops[] = {
+	{ "splice", 30, op_splice },
+	{ "gift", 6, op_gift },
+	{ "pwrite", 12, op_write },
+	{ "mapwrite", 7, op_mapwrite },
+	{ "pread", 15, op_read },
+	{ "mapread", 8, op_mapread },
+	{ "truncate", 7, op_truncate },
+	{ "punch", 5, op_punch },
+	{ "fsync", 5, op_fsync },
+	{ "fadvise", 5, op_fadvise },
+};
+
+#define NOPS_KINDS ((int)(sizeof(ops) / sizeof(ops[0])))
+
+/* An operation at random, by weight; none the target cannot do. */
+static const struct fsx_op *pick_op(struct fsx *f)
 {
 	int sum = 0, r, i;
 
-	for (i = 0; i < NOPKINDS; i++)
-		sum += op_weight[i];
+	for (i = 0; i < NOPS_KINDS; i++)
+		sum += ops[i].weight;
 	do {
 		r = rnd(f, sum);
-		for (i = 0; r >= op_weight[i]; i++)
-			r -= op_weight[i];
-	} while (i == PUNCH && !f->t->punch);
-	return i;
-}
-
-static int run_op(struct fsx *f, enum op op)
-{
-	switch (op) {
-	case SPLICE:
-		return op_splice(f);
-	case GIFT:
-		return op_gift(f);
-	case WRITE:
-		return op_write(f);
-	case MAPWRITE:
-		return op_mapwrite(f);
-	case READ:
-		return op_read(f);
-	case MAPREAD:
-		return op_mapread(f);
-	case TRUNCATE:
-		return op_truncate(f);
-	case PUNCH:
-		return op_punch(f);
-	default:
-		return op_sync(f, op);
-	}
+		for (i = 0; r >= ops[i].weight; i++)
+			r -= ops[i].weight;
+	} while (ops[i].run == op_punch && !f->t->punch);
+	return &ops[i];
 }
 
 /* The whole file against the model: its size, then every byte. */
@@ -471,7 +458,7 @@ static int reopen(struct fsx *f)
 /* Runs nops operations on a new file in dir; 0, or -1 after a FAIL. */
 static int run_fsx(struct fsx *f, const char *dir, long nops, struct blockfs *b)
 {
-	long counts[NOPKINDS] = { 0 };
+	long counts[NOPS_KINDS] = { 0 };
 
 	snprintf(f->path, sizeof(f->path), "%s/fsx", dir);
 	f->fd = open(f->path, O_CREAT | O_TRUNC | O_RDWR, 0644);
@@ -485,11 +472,11 @@ static int run_fsx(struct fsx *f, const char *dir, long nops, struct blockfs *b)
 		return check(0, "%s: mmap: %s", f->t->name, strerror(errno)) - 1;
 	}
 	for (f->done = 0; f->done < nops; f->done++) {
-		enum op op = pick_op(f);
+		const struct fsx_op *op = pick_op(f);
 
-		counts[op]++;
-		note(f, "%s", op_name[op]);
-		if (run_op(f, op))
+		counts[op - ops]++;
+		note(f, "%s", op->name);
+		if (op->run(f))
 			return -1;
 		if ((f->done + 1) % DROP_EVERY == 0) {
 			note(f, "drop_caches");
@@ -499,8 +486,8 @@ static int run_fsx(struct fsx *f, const char *dir, long nops, struct blockfs *b)
 	}
 	f->done--;	/* the history's last entry */
 	printf("%s: %ld operations:", f->t->name, nops);
-	for (int i = 0; i < NOPKINDS; i++)
-		printf(" %s %ld", op_name[i], counts[i]);
+	for (int i = 0; i < NOPS_KINDS; i++)
+		printf(" %s %ld", ops[i].name, counts[i]);
 	printf("\n");
 	if (check_whole(f, "at the end") ||
 	    compare(f, f->map, 0, f->size, "the mapping kept all along, at the end"))
