@@ -175,3 +175,42 @@ fn a_run_again_builds_only_what_no_earlier_run_built() {
     let (_, v) = each_commit_with(&t, &cache, &["--config-fragment", frag.to_str().unwrap()]);
     assert_eq!(field(&v, "recorded"), ["false", "false", "false"]);
 }
+
+/// Like kbuild, an object newer than its source is taken as built. With
+/// ZCSPLICE_TOY_KILL set, the "compiler" writes half an object and then
+/// kills make and itself, as the OOM killer or a CI limit would.
+const INCREMENTAL_BUILD_SH: &str = "\
+if [ ! \"$1/src.o\" -nt src.c ]; then
+  echo '  CC      src.o'
+  printf half > \"$1/src.o\"
+  if [ -n \"$ZCSPLICE_TOY_KILL\" ]; then kill -KILL 0; fi
+  cat src.c > \"$1/src.o\"
+fi
+mkdir -p \"$1/arch/x86/boot\" && cp \"$1/src.o\" \"$1/arch/x86/boot/bzImage\"
+";
+
+#[test]
+fn a_build_after_make_was_killed_builds_again_what_make_was_writing() {
+    let d = tempfile::tempdir().unwrap();
+    let (t, _) = series_tree(d.path(), &["int whole;\n"]);
+    std::fs::write(t.join("build.sh"), INCREMENTAL_BUILD_SH).unwrap();
+    git(&t, &["commit", "-q", "-am", "incremental toy kbuild"]);
+    let cache = d.path().join("cache");
+    let ts = t.to_str().unwrap();
+
+    let killed = zcsplice_cmd(&["build", "--tree", ts], &project(), &cache)
+        .env("ZCSPLICE_TOY_KILL", "1")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "make was killed, yet it built");
+
+    let again = zcsplice(&["build", "--tree", ts], &project(), &cache);
+    let image = ok(&again);
+    assert_eq!(
+        std::fs::read_to_string(image.trim()).unwrap(),
+        "int whole;\n",
+        "the half-written object was taken as built"
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("make in") && stderr.contains("was killed"), "{stderr}");
+}

@@ -596,6 +596,43 @@ fn run_make(
     Ok((status, objects))
 }
 
+/// Present in an output directory while make runs there. Found at the
+/// start of a build, it means make was killed (SIGKILL, the OOM killer, a
+/// CI limit, a lost machine) with no chance to delete the target it was
+/// writing; kbuild takes such a half-written object as up to date, since
+/// it is newer than its sources and its command line did not change (seen:
+/// a vmlinux.o that objtool never finished, "incomplete ORC unwind tables").
+const MAKE_RUNNING: &str = "zcsplice-make-running";
+
+/// After a killed make, removes every file it wrote (anything newer than
+/// the marker but .config and zcsplice's own files), so that make builds
+/// them again.
+fn forget_killed_make(outdir: &Path) -> Result<()> {
+    let marker = outdir.join(MAKE_RUNNING);
+    let Ok(since) = std::fs::metadata(&marker).and_then(|m| m.modified()) else {
+        return Ok(());
+    };
+    let mut removed = 0usize;
+    for entry in walkdir::WalkDir::new(outdir) {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy();
+        if !entry.file_type().is_file() || name == ".config" || name.starts_with("zcsplice-") {
+            continue;
+        }
+        if entry.metadata()?.modified()? >= since {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    log::info!(
+        "the last make in {} was killed; removed the {removed} files it wrote, \
+         so that none of them is taken as built half-written",
+        outdir.display()
+    );
+    std::fs::remove_file(&marker)?;
+    Ok(())
+}
+
 /// The build itself; with `may_build` false, only says whether the kernel
 /// is up to date (Some) without touching anything (None otherwise).
 fn build_locked(
@@ -646,6 +683,7 @@ fn build_locked(
     }
     std::fs::create_dir_all(&outdir)?;
     let _ = std::fs::remove_file(&stamp_path);
+    forget_killed_make(&outdir)?;
 
     let mut log = std::fs::File::create(&log_path)?;
     // The fragments are applied again when they or the sources change: a
@@ -662,8 +700,14 @@ fn build_locked(
         std::fs::write(&cfg_stamp, &cfg_key)?;
     }
 
+    let running = outdir.join(MAKE_RUNNING);
+    std::fs::write(&running, "")?;
     let (status, objects) = run_make(&src.dir, &outdir, opts.jobs, prev_objects, &mut log)?;
     drop(log);
+    if status.code().is_some() {
+        // make exited by itself and deleted what it had not finished.
+        std::fs::remove_file(&running)?;
+    }
     if !status.success() || !image.exists() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         return Err(crate::exit::untestable(
@@ -737,6 +781,40 @@ mod tests {
         assert!(dir(opts(Profile::Production, false))
             .to_string_lossy()
             .ends_with("+production"));
+    }
+
+    #[test]
+    fn a_killed_make_leaves_nothing_it_wrote_behind() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path();
+        let at = |secs| std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let file = |name: &str, secs| {
+            let p = out.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(at(secs)).unwrap();
+        };
+        file("fs/old.o", 1000);
+        file("fs/half.o", 3000);
+        file("vmlinux.o", 3000);
+        file(".config", 3000);
+        file("zcsplice-build.log", 3000);
+        file(MAKE_RUNNING, 2000);
+
+        forget_killed_make(out).unwrap();
+        let left: Vec<String> = walkdir::WalkDir::new(out)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().strip_prefix(out).unwrap().display().to_string())
+            .collect();
+        assert_eq!(left, [".config", "fs/old.o", "zcsplice-build.log"]);
+
+        // No marker: make was not killed, nothing is removed.
+        file("fs/new.o", 5000);
+        forget_killed_make(out).unwrap();
+        assert!(out.join("fs/new.o").exists());
     }
 
     #[test]
