@@ -212,5 +212,8 @@ fn a_build_after_make_was_killed_builds_again_what_make_was_writing() {
         "the half-written object was taken as built"
     );
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("make in") && stderr.contains("was killed"), "{stderr}");
+    assert!(
+        stderr.contains("make in") && stderr.contains("was killed"),
+        "{stderr}"
+    );
 }
