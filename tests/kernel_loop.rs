@@ -422,6 +422,8 @@ fn bench_measures_every_cell() {
             "tmpfs-gift copy",
             "ramfs-gift move",
             "ramfs-gift copy",
+            "ext4-gift move",
+            "ext4-gift copy",
             "ext4-rewrite move",
             "ext4-rewrite copy"
         ]
@@ -469,8 +471,8 @@ fn bench_measures_every_cell() {
     }
     // Warm-ups are kept in the samples, not in the cells.
     let samples = b["samples"].as_array().unwrap();
-    assert_eq!(samples.len(), 20 * 3);
-    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 20);
+    assert_eq!(samples.len(), 22 * 3);
+    assert_eq!(samples.iter().filter(|s| s["warmup"] == true).count(), 22);
     // A timed fsync writes the whole file back; the ext4 row without it
     // stays in the page cache.
     for s in samples.iter().filter(|s| s["fs"] == "ext4+fsync") {
@@ -483,24 +485,22 @@ fn bench_measures_every_cell() {
     {
         assert_eq!(s["splice_move_gift"], s["splice_move"], "{s:#}");
     }
-    for s in samples
-        .iter()
-        .filter(|s| s["fs"] == "ext4" || s["fs"] == "ext4-overwrite" || s["fs"] == "ext4-rewrite")
-    {
+    for s in samples.iter().filter(|s| {
+        ["ext4", "ext4-overwrite", "ext4-gift", "ext4-rewrite"].contains(&s["fs"].as_str().unwrap())
+    }) {
         assert!(s["written"].as_u64().unwrap() < pages / 100, "{s:#}");
     }
     // With delayed allocation, no move takes a placeholder folio's place:
     // beyond EOF, nor over blocks that hold data.
-    for s in samples
-        .iter()
-        .filter(|s| ["ext4", "ext4+fsync", "ext4-rewrite"].contains(&s["fs"].as_str().unwrap()))
-    {
+    for s in samples.iter().filter(|s| {
+        ["ext4", "ext4+fsync", "ext4-gift", "ext4-rewrite"].contains(&s["fs"].as_str().unwrap())
+    }) {
         assert_eq!(s["splice_move_placeholder"], 0, "{s:#}");
     }
     assert_eq!(b["ext4_disk_bytes"], (128u64 << 20) + (1 << 30));
 
     let ratios = b["ratios"].as_array().unwrap();
-    assert_eq!(ratios.len(), 10);
+    assert_eq!(ratios.len(), 11);
     for r in ratios {
         assert!(r["throughput"].as_f64().unwrap() > 0.0, "{r:#}");
         assert!(r["sys_cpu"].as_f64().unwrap() > 0.0, "{r:#}");

@@ -249,9 +249,9 @@ pub struct BenchArgs {
     /// ext4 (page cache only), ext4+fsync (fsync timed), and
     /// tmpfs-overwrite, ramfs-overwrite, ext4-overwrite (the splice writes
     /// over a cached file; vm.splice_move_replace=1), tmpfs-gift,
-    /// ramfs-gift (the splicing process vmsplices fresh memory with
-    /// SPLICE_F_GIFT, unmaps it and splices it), ext4-rewrite (over a file that is on disk, not
-    /// cached) [default: all].
+    /// ramfs-gift, ext4-gift (the splicing process vmsplices fresh memory
+    /// with SPLICE_F_GIFT, unmaps it and splices it), ext4-rewrite (over a
+    /// file that is on disk, not cached) [default: all].
     #[arg(
         long = "fs",
         value_name = "FS",

@@ -23,7 +23,7 @@ const PROGRAM: &str = "splice-bench";
 /// SPLICE_F_GIFT, unmaps it and splices it, so that a move takes its own
 /// pages; ext4-rewrite
 /// splices over a file whose blocks hold data but which is not cached.
-pub const ROWS: [&str; 10] = [
+pub const ROWS: [&str; 11] = [
     "tmpfs",
     "ramfs",
     "ext4",
@@ -33,6 +33,7 @@ pub const ROWS: [&str; 10] = [
     "ext4-overwrite",
     "tmpfs-gift",
     "ramfs-gift",
+    "ext4-gift",
     "ext4-rewrite",
 ];
 /// Rows where the series copies in both modes (ext4 copies over a cached
@@ -42,10 +43,10 @@ const COPY_ROWS: [&str; 1] = ["ext4-overwrite"];
 /// Rows whose moves must each replace a cached page.
 const OVERWRITE_ROWS: [&str; 2] = ["tmpfs-overwrite", "ramfs-overwrite"];
 /// Rows whose moves must each take a page the writer gave.
-const GIFT_ROWS: [&str; 2] = ["tmpfs-gift", "ramfs-gift"];
+const GIFT_ROWS: [&str; 3] = ["tmpfs-gift", "ramfs-gift", "ext4-gift"];
 /// Rows on ext4 with delayed allocation, where a moved page goes into the
 /// page cache without taking the place of a placeholder folio.
-const PLACEHOLDER_FREE_ROWS: [&str; 3] = ["ext4", "ext4+fsync", "ext4-rewrite"];
+const PLACEHOLDER_FREE_ROWS: [&str; 4] = ["ext4", "ext4+fsync", "ext4-gift", "ext4-rewrite"];
 /// Rows whose timed part writes the file to disk: that I/O is the same in
 /// both modes and dwarfs the page copy a move saves, so only the
 /// no-regression goal applies to them.

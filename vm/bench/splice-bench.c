@@ -26,12 +26,12 @@
  * bench sets vm.splice_move_replace=1 for that), ext4 copies over it.
  * ext4-rewrite writes over a file whose blocks hold data but which is not
  * cached (written, synced and evicted, untimed, before each rep): the
- * series moves each page in with no placeholder folio. In
- * tmpfs-gift and ramfs-gift there is no writer child: the splicing process
+ * series moves each page in with no placeholder folio. In tmpfs-gift,
+ * ramfs-gift and ext4-gift there is no writer child: the splicing process
  * itself writes each 64 KiB into fresh anonymous memory, vmsplices it with
  * SPLICE_F_GIFT, unmaps it and splices it, in both modes, as a program
  * moving its own memory into a file does, so that a move takes its own
- * pages (zero copies). A gift moves only once its giver has unmapped it,
+ * pages (zero copies); on ext4 it goes in as on row ext4, beyond EOF. A gift moves only once its giver has unmapped it,
  * and only from the CPU that faulted it in (a page fresh in another CPU's
  * LRU batch is copied).
  * The ext4 rows use one filesystem that mkfs.ext4 (default options) makes
@@ -67,7 +67,7 @@
 #define WRITE_SIZE (64 << 10)
 #define ROOT "/tmp/zcsplice-bench"
 #define CALIBRATE_SIZE (16 << 20)
-#define MAX_ROWS 10
+#define MAX_ROWS 11
 
 static char buf[WRITE_SIZE];
 static long page_size;
@@ -105,6 +105,7 @@ static const struct row all_rows[] = {
 	{ "ext4-overwrite", "ext4", 0, 1, 0, 0 },
 	{ "tmpfs-gift", "tmpfs", 0, 0, 1, 0 },
 	{ "ramfs-gift", "ramfs", 0, 0, 1, 0 },
+	{ "ext4-gift", "ext4", 0, 0, 1, 0 },
 	{ "ext4-rewrite", "ext4", 0, 1, 0, 1 },
 };
 
