@@ -31,9 +31,9 @@
  * itself writes each 64 KiB into fresh anonymous memory, vmsplices it with
  * SPLICE_F_GIFT, unmaps it and splices it, in both modes, as a program
  * moving its own memory into a file does, so that a move takes its own
- * pages (zero copies); on ext4 it goes in as on row ext4, beyond EOF. A gift moves only once its giver has unmapped it,
- * and only from the CPU that faulted it in (a page fresh in another CPU's
- * LRU batch is copied).
+ * pages (zero copies); on ext4 it goes in as on row ext4, beyond EOF. A
+ * gift moves only once its giver has unmapped it, and only from the CPU
+ * that faulted it in (a page fresh in another CPU's LRU batch is copied).
  * The ext4 rows use one filesystem that mkfs.ext4 (default options) makes
  * on the scratch disk /dev/vda; it is mounted noinit_itable, so that no
  * lazy inode table initialisation writes behind the reps. The ext4 row is
