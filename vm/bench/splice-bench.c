@@ -67,7 +67,6 @@
 #define WRITE_SIZE (64 << 10)
 #define ROOT "/tmp/zcsplice-bench"
 #define CALIBRATE_SIZE (16 << 20)
-#define MAX_ROWS 11
 
 static char buf[WRITE_SIZE];
 static long page_size;
@@ -108,6 +107,8 @@ static const struct row all_rows[] = {
 	{ "ext4-gift", "ext4", 0, 0, 1, 0 },
 	{ "ext4-rewrite", "ext4", 0, 1, 0, 1 },
 };
+
+#define NR_ROWS (sizeof(all_rows) / sizeof(all_rows[0]))
 
 /* The writeback knobs the ext4 rows change, saved to restore them. */
 static const char *const dirty_knobs[] = {
@@ -443,11 +444,10 @@ static int parse_rows(const char *list, const struct row **rows)
 	     tok = strtok_r(NULL, ",", &save)) {
 		size_t i;
 
-		for (i = 0; i < sizeof(all_rows) / sizeof(all_rows[0]); i++)
+		for (i = 0; i < NR_ROWS; i++)
 			if (!strcmp(tok, all_rows[i].name))
 				break;
-		if (i == sizeof(all_rows) / sizeof(all_rows[0]) ||
-		    n == MAX_ROWS) {
+		if (i == NR_ROWS || n == NR_ROWS) {
 			fprintf(stderr, "splice-bench: bad row %s\n", tok);
 			return 0;
 		}
@@ -500,7 +500,7 @@ int main(void)
 	unsigned long long dirty_bg = 0, dirty_limit = 0;
 	const char *path = getenv("ZCSPLICE_BENCH_OUT");
 	const char *list = getenv("ZCSPLICE_BENCH_FS");
-	const struct row *rows[MAX_ROWS];
+	const struct row *rows[NR_ROWS];
 	char dir[128], file[160], opts[64];
 	struct blockfs ext4 = { 0 };
 	const char *routine;
