@@ -318,7 +318,7 @@ fn an_imported_base_is_refused_unless_said_to_be_upstream() {
 }
 
 /// v2 after a template change: subjects say v2, the cover letter has the
-/// changelog, a link to v1's cover letter and a range-diff that names the
+/// changelog (patch numbers rendered for the tree), a link to v1's cover letter and a range-diff that names the
 /// changed patch; the tags of both revisions stay.
 #[test]
 #[ignore = "needs aiosmtpd from PyPI (tests/run.sh installs it)"]
@@ -341,7 +341,7 @@ fn the_next_revision_says_what_changed_since_the_last_one_sent() {
     std::fs::create_dir_all(series.join("patches/changes")).unwrap();
     std::fs::write(
         series.join("patches/changes/v2.txt"),
-        "- toy_helper() returns 2\n",
+        "- toy_helper() returns 2 (patch {{ n[\"add-helper\"] }})\n",
     )
     .unwrap();
     let helper = series.join("templates/helper.c.j2");
@@ -361,7 +361,7 @@ fn the_next_revision_says_what_changed_since_the_last_one_sent() {
     assert!(v2[2].contains("Subject: [PATCH v2 2/2]"), "{}", v2[2]);
     let cover = &v2[0];
     let link = format!(
-        "Changes in v2:\n- toy_helper() returns 2\n- Link to v1: https://patch.msgid.link/{}",
+        "Changes in v2:\n- toy_helper() returns 2 (patch 1)\n- Link to v1: https://patch.msgid.link/{}",
         v1_cover.trim_matches(['<', '>'])
     );
     assert!(cover.contains(&link), "{cover}");

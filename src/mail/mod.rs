@@ -376,7 +376,7 @@ fn prepare(
     if let Some(p) = &prev {
         r.cover_body = with_previous(
             &r.cover_body,
-            l.series.changes.as_deref(),
+            r.changes.as_deref(),
             p,
             &spec.path,
             r.base,

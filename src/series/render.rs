@@ -47,6 +47,9 @@ pub struct Rendered {
     pub cover: String,
     pub cover_subject: String,
     pub cover_body: String,
+    /// The cover letter's "Changes in vN", rendered for this tree (patch
+    /// numbers differ between trees).
+    pub changes: Option<String>,
 }
 
 impl Rendered {
@@ -506,19 +509,19 @@ pub fn render(series: &Series, tree: &Tree, probed: &Probed) -> Result<Rendered>
         Some(t) => t,
         None => parent.tree()?,
     };
-    let (cover_subject, cover_body) =
-        cover_letter(series, &tpl, &ctx, tree.base, &patches, &excluded, &{
-            let d = diff(repo, &base_tree, &tip_tree)?;
-            diffstat(&d)?
-        })?;
+    let cover = cover_letter(series, &tpl, &ctx, tree.base, &patches, &excluded, &{
+        let d = diff(repo, &base_tree, &tip_tree)?;
+        diffstat(&d)?
+    })?;
     Ok(Rendered {
         base: tree.base,
         patches,
         testing,
         excluded,
-        cover: email_header(&sig, Oid::zero(), &cover_subject) + &cover_body,
-        cover_subject,
-        cover_body,
+        cover: email_header(&sig, Oid::zero(), &cover.subject) + &cover.body,
+        cover_subject: cover.subject,
+        cover_body: cover.body,
+        changes: cover.changes,
     })
 }
 
@@ -530,7 +533,13 @@ fn def_name(path: &Path) -> String {
         .to_string()
 }
 
-/// The cover letter's subject and body.
+/// The cover letter: its subject, its body, and its changelog as rendered.
+struct CoverLetter {
+    subject: String,
+    body: String,
+    changes: Option<String>,
+}
+
 fn cover_letter(
     series: &Series,
     tpl: &Templates,
@@ -539,7 +548,7 @@ fn cover_letter(
     patches: &[RenderedPatch],
     excluded: &[Excluded],
     diffstat: &str,
-) -> Result<(String, String)> {
+) -> Result<CoverLetter> {
     let m = &series.manifest;
     let mut shortlog = format!("{} ({}):\n", m.author.name, patches.len());
     for p in patches {
@@ -567,16 +576,28 @@ fn cover_letter(
         diffstat => diffstat,
         base_commit => base.to_string(),
         change_id => m.change_id,
-        changes => series.changes,
         ..ctx.clone()
     };
-    let body = tpl.fragment(&m.cover.template, &cctx)?;
+    // The changelog names patches by number too, so it is a template.
+    let changes = match &series.changes {
+        Some(text) => {
+            let origin = crate::series::changes_path(m.version);
+            let origin = origin.to_string_lossy();
+            Some(tpl.inline(&origin, 1, text, &cctx)?.trim_end().to_string())
+        }
+        None => None,
+    };
+    let body = tpl.fragment(&m.cover.template, &context! { changes => changes, ..cctx })?;
     let subject = format!(
         "{} {}",
         subject_tag(series, 0, patches.len()),
         m.cover.subject
     );
-    Ok((subject, format!("{}\n\n", body.trim_end())))
+    Ok(CoverLetter {
+        subject,
+        body: format!("{}\n\n", body.trim_end()),
+        changes,
+    })
 }
 
 fn m_as_json(m: &crate::series::Manifest) -> serde_json::Value {
