@@ -106,6 +106,14 @@ fn cycle(series_name: &str) -> Vec<String> {
     );
     let cover = std::fs::read_to_string(out.join("0000-cover-letter.patch")).unwrap();
     assert!(cover.contains(&format!("base-commit: {base}")));
+    // Mail is read at 72 columns; checkpatch and b4 complain past 75.
+    let body = cover.split_once("\n\n").unwrap().1;
+    let long: Vec<&str> = body.lines().filter(|l| l.chars().count() > 75).collect();
+    assert!(
+        long.is_empty(),
+        "cover letter lines over 75 columns:\n{}",
+        long.join("\n")
+    );
     // Numbered like git format-patch: 00/11 once there are ten or more.
     let n = patches.len();
     let width = n.to_string().len();

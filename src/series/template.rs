@@ -42,6 +42,8 @@ impl Templates {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_loader(path_loader(dir));
+        // Mail text wraps at 72 columns, whatever a value puts into it.
+        env.add_filter("wordwrap", minijinja_contrib::filters::wordwrap);
         Templates { env }
     }
 
