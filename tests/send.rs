@@ -318,8 +318,9 @@ fn an_imported_base_is_refused_unless_said_to_be_upstream() {
 }
 
 /// v2 after a template change: subjects say v2, the cover letter has the
-/// changelog (patch numbers rendered for the tree), a link to v1's cover letter and a range-diff that names the
-/// changed patch; the tags of both revisions stay.
+/// changelog (patch numbers rendered for the tree), a link to v1's cover
+/// letter and a range-diff that names the changed patch; the tags of both
+/// revisions stay.
 #[test]
 #[ignore = "needs aiosmtpd from PyPI (tests/run.sh installs it)"]
 fn the_next_revision_says_what_changed_since_the_last_one_sent() {
