@@ -15,14 +15,8 @@ use crate::guest::disks;
 
 /// The guest program, vm/bench/NAME.c.
 const PROGRAM: &str = "splice-bench";
-/// The rows of the table, in the order they run: a filesystem, and for
-/// ext4+fsync the same ext4 with the fsync() of the file timed too; the
-/// -overwrite rows splice over a file that is in the page cache already
-/// (tmpfs and ramfs replace each cached page with the pipe's); in the
-/// -gift rows the splicing process itself vmsplice()s fresh memory with
-/// SPLICE_F_GIFT, unmaps it and splices it, so that a move takes its own
-/// pages; ext4-rewrite
-/// splices over a file whose blocks hold data but which is not cached.
+/// The rows of the table, in the order they run. A row's name says what
+/// it does, and the guest program reads it the same way (see `Row`).
 pub const ROWS: [&str; 11] = [
     "tmpfs",
     "ramfs",
@@ -36,21 +30,77 @@ pub const ROWS: [&str; 11] = [
     "ext4-gift",
     "ext4-rewrite",
 ];
-/// Rows where the series copies in both modes (ext4 copies over a cached
-/// page): the move mode must move nothing, and only the no-regression
-/// goal applies.
-const COPY_ROWS: [&str; 1] = ["ext4-overwrite"];
-/// Rows whose moves must each replace a cached page.
-const OVERWRITE_ROWS: [&str; 2] = ["tmpfs-overwrite", "ramfs-overwrite"];
-/// Rows whose moves must each take a page the writer gave.
-const GIFT_ROWS: [&str; 3] = ["tmpfs-gift", "ramfs-gift", "ext4-gift"];
-/// Rows on ext4 with delayed allocation, where a moved page goes into the
-/// page cache without taking the place of a placeholder folio.
-const PLACEHOLDER_FREE_ROWS: [&str; 4] = ["ext4", "ext4+fsync", "ext4-gift", "ext4-rewrite"];
-/// Rows whose timed part writes the file to disk: that I/O is the same in
-/// both modes and dwarfs the page copy a move saves, so only the
-/// no-regression goal applies to them.
-const DISK_ROWS: [&str; 1] = ["ext4+fsync"];
+
+/// What a row does, from its name `FS[+fsync][-overwrite|-gift|-rewrite]`
+/// as vm/bench/splice-bench.c reads it: the filesystem; whether the
+/// fsync() of the file is timed too; and what the splice writes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Row<'a> {
+    fs: &'a str,
+    fsync: bool,
+    target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A new file: every page goes in beyond EOF.
+    Fresh,
+    /// A file that is in the page cache already.
+    Cached,
+    /// A new file; the splicing process vmsplice()s fresh memory with
+    /// SPLICE_F_GIFT and unmaps it, so that a move takes its own pages.
+    Gift,
+    /// A file whose blocks hold data but which is not cached.
+    Evicted,
+}
+
+impl<'a> Row<'a> {
+    fn parse(name: &'a str) -> Self {
+        let (rest, target) = [
+            ("-overwrite", Target::Cached),
+            ("-gift", Target::Gift),
+            ("-rewrite", Target::Evicted),
+        ]
+        .into_iter()
+        .find_map(|(suffix, t)| Some((name.strip_suffix(suffix)?, t)))
+        .unwrap_or((name, Target::Fresh));
+        let (fs, fsync) = match rest.strip_suffix("+fsync") {
+            Some(fs) => (fs, true),
+            None => (rest, false),
+        };
+        Row { fs, fsync, target }
+    }
+
+    fn on_ext4(&self) -> bool {
+        self.fs == "ext4"
+    }
+
+    /// Where the series copies in both modes (ext4 copies over a cached
+    /// page): the move mode must move nothing, and only the no-regression
+    /// goal applies.
+    fn copies(&self) -> bool {
+        self.target == Target::Cached && self.on_ext4()
+    }
+
+    /// Whose moves must each replace a cached page (tmpfs, ramfs).
+    fn replaces(&self) -> bool {
+        self.target == Target::Cached && !self.on_ext4()
+    }
+
+    /// Where a moved page goes into the page cache without taking the place
+    /// of a placeholder folio: ext4 (delayed allocation) wherever it moves.
+    fn placeholder_free(&self) -> bool {
+        self.on_ext4() && !self.copies()
+    }
+
+    /// Whose timed part writes the file to disk: that I/O is the same in
+    /// both modes and dwarfs the page copy a move saves, so only the
+    /// no-regression goal applies.
+    fn disk(&self) -> bool {
+        self.fsync
+    }
+}
+
 const MODES: [&str; 2] = ["move", "copy"];
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -108,10 +158,6 @@ pub fn rows(picked: &[String]) -> Result<Vec<String>> {
         .filter(|r| picked.is_empty() || picked.iter().any(|p| p == *r))
         .map(|r| r.to_string())
         .collect())
-}
-
-fn on_ext4(row: &str) -> bool {
-    row.starts_with("ext4")
 }
 
 /// The scratch disk of the ext4 rows: one file of `size` and slack for
@@ -393,8 +439,8 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
     let mut ratios = Vec::new();
     let mut warnings = Vec::new();
     for fs in rows.iter().map(String::as_str) {
-        let disk = DISK_ROWS.contains(&fs);
-        let copies = COPY_ROWS.contains(&fs);
+        let row = Row::parse(fs);
+        let (disk, copies) = (row.disk(), row.copies());
         for mode in MODES {
             let reps = measured(fs, mode);
             if reps.is_empty() {
@@ -421,7 +467,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                 ));
             }
             let placeholders: Vec<i64> = reps.iter().map(|s| s.splice_move_placeholder).collect();
-            if PLACEHOLDER_FREE_ROWS.contains(&fs) && placeholders.iter().any(|&p| p != 0) {
+            if row.placeholder_free() && placeholders.iter().any(|&p| p != 0) {
                 warnings.push(format!(
                     "{fs} {mode}: pages moved through a placeholder folio ({placeholders:?})"
                 ));
@@ -433,7 +479,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                     "{fs} move: pages were moved where the series copies ({moved:?})"
                 )),
                 "move"
-                    if GIFT_ROWS.contains(&fs)
+                    if row.target == Target::Gift
                         && reps.iter().any(|s| s.splice_move_gift < s.splice_move) =>
                 {
                     warnings.push(format!(
@@ -441,7 +487,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                         reps.iter().map(|s| s.splice_move_gift).collect::<Vec<_>>()
                     ))
                 }
-                "move" if OVERWRITE_ROWS.contains(&fs) && replaced_share_min < moved_share_min => {
+                "move" if row.replaces() && replaced_share_min < moved_share_min => {
                     warnings.push(format!(
                         "{fs} move: only {:.1}% of the pages replaced a cached page in some rep",
                         replaced_share_min * 100.0
@@ -835,7 +881,7 @@ pub fn run(
     let ext4_disk_bytes = opts
         .rows
         .iter()
-        .any(|r| on_ext4(r))
+        .any(|r| Row::parse(r).on_ext4())
         .then(|| ext4_disk_bytes(opts.size));
     let images = match ext4_disk_bytes {
         Some(bytes) => disks::fresh(
@@ -988,9 +1034,52 @@ mod tests {
         );
         let e = rows(&names(&["ext3"])).unwrap_err().to_string();
         assert!(e.contains("\"ext3\"") && e.contains("ext4+fsync"), "{e}");
-        assert!(on_ext4("ext4") && on_ext4("ext4+fsync") && !on_ext4("tmpfs"));
         // One file of --size and room to spare: 1G reps get a 3G disk.
         assert_eq!(ext4_disk_bytes(1 << 30), 3 << 30);
+    }
+
+    #[test]
+    fn a_row_is_what_its_name_says() {
+        let having = |class: fn(&Row<'static>) -> bool| -> Vec<&str> {
+            ROWS.into_iter().filter(|r| class(&Row::parse(r))).collect()
+        };
+        assert_eq!(
+            Row::parse("ext4+fsync"),
+            Row {
+                fs: "ext4",
+                fsync: true,
+                target: Target::Fresh
+            }
+        );
+        assert_eq!(Row::parse("ramfs-overwrite").target, Target::Cached);
+        assert_eq!(Row::parse("ext4-rewrite").target, Target::Evicted);
+        assert_eq!(
+            having(Row::on_ext4),
+            [
+                "ext4",
+                "ext4+fsync",
+                "ext4-overwrite",
+                "ext4-gift",
+                "ext4-rewrite"
+            ]
+        );
+        assert_eq!(having(Row::copies), ["ext4-overwrite"]);
+        assert_eq!(
+            having(Row::replaces),
+            ["tmpfs-overwrite", "ramfs-overwrite"]
+        );
+        assert_eq!(
+            having(|r| r.target == Target::Gift),
+            ["tmpfs-gift", "ramfs-gift", "ext4-gift"]
+        );
+        assert_eq!(
+            having(Row::placeholder_free),
+            ["ext4", "ext4+fsync", "ext4-gift", "ext4-rewrite"]
+        );
+        assert_eq!(having(Row::disk), ["ext4+fsync"]);
+        assert!(ROWS
+            .iter()
+            .all(|r| ["tmpfs", "ramfs", "ext4"].contains(&Row::parse(r).fs)));
     }
 
     #[test]

@@ -80,10 +80,11 @@ struct sample {
 };
 
 /*
- * A row of the table: a filesystem, whether fsync() is timed, whether the
- * splice writes over a file that holds data already (in the page cache,
- * unless evicted), and whether the writer gives the pipe its own pages
- * (vmsplice(SPLICE_F_GIFT)).
+ * A row of the table, as its name says: FS[+fsync][-overwrite|-gift|-rewrite]
+ * (zcsplice reads the names the same way). The filesystem; whether fsync()
+ * is timed; whether the splice writes over a file that holds data already
+ * (-overwrite: in the page cache; -rewrite: on disk only, @evict); whether
+ * the writer gives the pipe its own pages (vmsplice(SPLICE_F_GIFT)).
  */
 struct row {
 	const char *name;
@@ -94,21 +95,11 @@ struct row {
 	int evict;
 };
 
-static const struct row all_rows[] = {
-	{ "tmpfs", "tmpfs", 0, 0, 0, 0 },
-	{ "ramfs", "ramfs", 0, 0, 0, 0 },
-	{ "ext4", "ext4", 0, 0, 0, 0 },
-	{ "ext4+fsync", "ext4", 1, 0, 0, 0 },
-	{ "tmpfs-overwrite", "tmpfs", 0, 1, 0, 0 },
-	{ "ramfs-overwrite", "ramfs", 0, 1, 0, 0 },
-	{ "ext4-overwrite", "ext4", 0, 1, 0, 0 },
-	{ "tmpfs-gift", "tmpfs", 0, 0, 1, 0 },
-	{ "ramfs-gift", "ramfs", 0, 0, 1, 0 },
-	{ "ext4-gift", "ext4", 0, 0, 1, 0 },
-	{ "ext4-rewrite", "ext4", 0, 1, 0, 1 },
-};
+#define MAX_ROWS 16
 
-#define NR_ROWS (sizeof(all_rows) / sizeof(all_rows[0]))
+static const char *const filesystems[] = { "tmpfs", "ramfs", "ext4" };
+
+#define NR_FILESYSTEMS (sizeof(filesystems) / sizeof(filesystems[0]))
 
 /* The writeback knobs the ext4 rows change, saved to restore them. */
 static const char *const dirty_knobs[] = {
@@ -433,33 +424,58 @@ static int one_rep(const char *file, unsigned long long size,
 	return err;
 }
 
-/* Parses ZCSPLICE_BENCH_FS into @rows; returns their number, 0 if bad. */
-static int parse_rows(const char *list, const struct row **rows)
+/* Reads the row @name (kept, not copied) into @row; -1 if it is no row. */
+static int parse_row(const char *name, struct row *row)
 {
-	char copy[256], *tok, *save;
+	size_t len = strcspn(name, "+-");
+	const char *rest = name + len;
+
+	memset(row, 0, sizeof(*row));
+	row->name = name;
+	for (size_t i = 0; i < NR_FILESYSTEMS; i++)
+		if (strlen(filesystems[i]) == len &&
+		    !strncmp(name, filesystems[i], len))
+			row->fs = filesystems[i];
+	if (!strncmp(rest, "+fsync", 6)) {
+		row->fsync = 1;
+		rest += 6;
+	}
+	if (!strcmp(rest, "-overwrite")) {
+		row->overwrite = 1;
+	} else if (!strcmp(rest, "-gift")) {
+		row->gift = 1;
+	} else if (!strcmp(rest, "-rewrite")) {
+		row->overwrite = 1;
+		row->evict = 1;
+	} else if (*rest) {
+		return -1;
+	}
+	return row->fs ? 0 : -1;
+}
+
+/* Parses ZCSPLICE_BENCH_FS into @rows; returns their number, 0 if bad. */
+static int parse_rows(const char *list, struct row *rows)
+{
+	static char copy[256];
+	char *tok, *save;
 	int n = 0;
 
 	snprintf(copy, sizeof(copy), "%s", list);
 	for (tok = strtok_r(copy, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		size_t i;
-
-		for (i = 0; i < NR_ROWS; i++)
-			if (!strcmp(tok, all_rows[i].name))
-				break;
-		if (i == NR_ROWS || n == NR_ROWS) {
+		if (n == MAX_ROWS || parse_row(tok, &rows[n])) {
 			fprintf(stderr, "splice-bench: bad row %s\n", tok);
 			return 0;
 		}
-		rows[n++] = &all_rows[i];
+		n++;
 	}
 	return n;
 }
 
-static int uses(const struct row **rows, int n, const char *fs)
+static int uses(const struct row *rows, int n, const char *fs)
 {
 	for (int i = 0; i < n; i++)
-		if (!strcmp(rows[i]->fs, fs))
+		if (!strcmp(rows[i].fs, fs))
 			return 1;
 	return 0;
 }
@@ -500,7 +516,7 @@ int main(void)
 	unsigned long long dirty_bg = 0, dirty_limit = 0;
 	const char *path = getenv("ZCSPLICE_BENCH_OUT");
 	const char *list = getenv("ZCSPLICE_BENCH_FS");
-	const struct row *rows[NR_ROWS];
+	struct row rows[MAX_ROWS];
 	char dir[128], file[160], opts[64];
 	struct blockfs ext4 = { 0 };
 	const char *routine;
@@ -550,7 +566,7 @@ int main(void)
 	snprintf(opts, sizeof(opts), "size=%llu,huge=never", size + (64 << 20));
 	mkdir(ROOT, 0755);
 	for (int f = 0; f < 2; f++) {
-		const char *fs = all_rows[f].fs;
+		const char *fs = filesystems[f];
 
 		if (!uses(rows, nrows, fs))
 			continue;
@@ -599,7 +615,7 @@ int main(void)
 
 	for (unsigned long long rep = 0; !err && rep <= reps; rep++) {
 		for (int r = 0; !err && r < nrows; r++) {
-			const struct row *row = rows[r];
+			const struct row *row = &rows[r];
 			int block = !strcmp(row->fs, "ext4");
 
 			for (int k = 0; !err && k < 2; k++) {
@@ -650,8 +666,8 @@ int main(void)
 		restore_dirty();
 	blockfs_teardown(&ext4);
 	for (int f = 0; f < 2; f++) {
-		snprintf(dir, sizeof(dir), ROOT "/%s", all_rows[f].fs);
-		if (uses(rows, nrows, all_rows[f].fs))
+		snprintf(dir, sizeof(dir), ROOT "/%s", filesystems[f]);
+		if (uses(rows, nrows, filesystems[f]))
 			umount(dir);
 	}
 	if (replace_saved >= 0)
