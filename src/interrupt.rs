@@ -13,6 +13,7 @@ use crate::tree::import;
 use anyhow::Result;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::io::Write;
 use std::time::Duration;
 
 /// How long guests get to exit on SIGTERM before SIGKILL.
@@ -36,7 +37,14 @@ fn handle(sig: i32) -> ! {
     let stopped = procs::stop_all(GRACE);
     let removed = disks::remove_all();
     let partial = import::remove_partial();
-    eprintln!("{}", summary(sig, &stopped, removed, partial));
+    // Not eprintln!, which panics when stderr is gone (a closed pipe, a
+    // killed CI runner): this thread would die short of the exit below,
+    // and zcsplice would hang.
+    let _ = writeln!(
+        std::io::stderr(),
+        "{}",
+        summary(sig, &stopped, removed, partial)
+    );
     // Die of the signal rather than exit(128 + sig): shells see the same
     // 128 + sig, and a shell loop or script running zcsplice stops on
     // Ctrl-C only if its child died of SIGINT.

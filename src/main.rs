@@ -5,6 +5,7 @@
 mod cli;
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 use zcsplice::env::Env;
@@ -21,7 +22,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("zcsplice: error: {e:#}");
+            // Not eprintln!: with stderr gone it would panic, and the exit
+            // code (which `git bisect run` reads) would be a panic's.
+            let _ = writeln!(std::io::stderr(), "zcsplice: error: {e:#}");
             ExitCode::from(exit::code_of(&e))
         }
     }

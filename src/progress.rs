@@ -5,6 +5,7 @@
 //! lines, see `is_hidden`) or with `--quiet`.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Write;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -59,11 +60,16 @@ pub fn is_hidden() -> bool {
     multi().is_hidden()
 }
 
-/// Prints a line on stderr above the bars, without tearing them.
+/// Prints a line on stderr above the bars, without tearing them. A line
+/// nobody can read (stderr a closed pipe) is dropped: eprintln! would
+/// panic, ending a run midway and leaving its guests and tools behind.
 pub fn println(line: &str) {
+    let say = || {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
     if is_hidden() {
-        eprintln!("{line}");
+        say();
     } else {
-        multi().suspend(|| eprintln!("{line}"));
+        multi().suspend(say);
     }
 }

@@ -138,43 +138,73 @@ fn entries(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[test]
-fn sigterm_during_an_import_stops_tar_and_leaves_no_partial_tree() {
-    let d = tempfile::tempdir().unwrap();
-    let cache = d.path().join("cache");
-    // A FIFO as the tarball: tar blocks on it until the signal comes.
-    let fifo = d.path().join("linux-stuck.tar");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zcsplice"))
-        .args(["tree", "import", fifo.to_str().unwrap()])
+/// `tree import tarball` started, stdout and stderr piped to this test.
+fn spawn_import(tarball: &Path, cache: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_zcsplice"))
+        .args(["tree", "import", tarball.to_str().unwrap()])
         .env("ZCSPLICE_SERIES", series())
-        .env("ZCSPLICE_CACHE", &cache)
-        .stdout(Stdio::null())
+        .env("ZCSPLICE_CACHE", cache)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// An import of a FIFO as the tarball, once tar is blocked on it (until a
+/// signal comes) and the partial tree exists: the child, its cache, and
+/// the FIFO's path, which names tar among the processes.
+fn stuck_import(d: &Path) -> (std::process::Child, PathBuf, String) {
+    let cache = d.join("cache");
+    let fifo = d.join("linux-stuck.tar");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let child = spawn_import(&fifo, &cache);
     let trees = cache.join("trees");
-    let needle = fifo.to_str().unwrap();
+    let needle = fifo.to_str().unwrap().to_string();
     let until = Instant::now() + Duration::from_secs(30);
     while !(entries(&trees).iter().any(|e| e.contains(".partial-"))
-        && processes_with(needle).iter().any(|c| c.starts_with("tar ")))
+        && processes_with(&needle)
+            .iter()
+            .any(|c| c.starts_with("tar ")))
     {
         assert!(Instant::now() < until, "tar never started");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (child, cache, needle)
+}
 
+/// SIGTERM to `child`, and how it ended, within 5 s.
+fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let sent = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    let status = loop {
+    loop {
         if let Some(st) = child.try_wait().unwrap() {
-            break st;
+            return st;
         }
         if sent.elapsed() > Duration::from_secs(5) {
             let _ = child.kill();
             panic!("zcsplice still running 5 s after SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+/// After an interrupted import: no tar on the FIFO `needle`, and no
+/// partial tree in `cache`.
+fn assert_nothing_left(needle: &str, cache: &Path) {
+    let tar_left = processes_with(needle);
+    assert!(tar_left.is_empty(), "still running: {tar_left:?}");
+    assert_eq!(
+        entries(&cache.join("trees")),
+        Vec::<String>::new(),
+        "left behind"
+    );
+}
+
+#[test]
+fn sigterm_during_an_import_stops_tar_and_leaves_no_partial_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut child, cache, needle) = stuck_import(d.path());
+    let status = terminate(&mut child);
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}: {err}");
@@ -182,15 +212,46 @@ fn sigterm_during_an_import_stops_tar_and_leaves_no_partial_tree() {
         err.contains("interrupted (SIGTERM): stopped tar, removed the half-imported tree"),
         "{err}"
     );
-    let tar_left = processes_with(needle);
-    assert!(tar_left.is_empty(), "still running: {tar_left:?}");
-    assert_eq!(entries(&trees), Vec::<String>::new(), "left behind");
+    assert_nothing_left(&needle, &cache);
 
     // The next import works, and nothing half-made is taken for a tree.
     let real = toy_tarball(d.path(), 4);
     let path = ok(&import(&real, &cache));
     assert!(Path::new(path.trim()).join("Makefile").exists());
     assert_eq!(list(&cache).as_array().unwrap().len(), 1);
+}
+
+/// With nobody left reading its stderr (a killed CI runner, a closed
+/// pipe), a SIGTERM still ends zcsplice and its tools: the line it can no
+/// longer say must not keep it alive.
+#[test]
+fn sigterm_with_stderr_gone_still_ends_the_import() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut child, cache, needle) = stuck_import(d.path());
+    drop(child.stderr.take());
+    let status = terminate(&mut child);
+    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}");
+    assert_nothing_left(&needle, &cache);
+}
+
+/// Notes and errors go to stderr; with nobody left reading it (a closed
+/// pipe), the import still completes: a note nobody can read must not end
+/// a run midway, which with guests running would leave them behind.
+#[test]
+fn an_import_completes_with_stderr_gone() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("cache");
+    let mut child = spawn_import(&toy_tarball(d.path(), 4), &cache);
+    drop(child.stderr.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", o.status);
+    let path = String::from_utf8(o.stdout).unwrap();
+    assert!(Path::new(path.trim()).join("Makefile").exists(), "{path}");
+
+    // An error keeps its exit code (1: no such tarball), not a panic's.
+    let mut child = spawn_import(&d.path().join("none.tar.gz"), &cache);
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(1));
 }
 
 fn libc_sigterm() -> i32 {
