@@ -92,6 +92,12 @@ static inline long read_number(const char *path)
 /*
  * Switches the trace event @event ("system/name") on or off, mounting
  * tracefs first if need be; -1 when the kernel has no such event.
+ *
+ * Without recording task names: that hooks sched_switch and sched_wakeup
+ * while any event is on, and switching those tracepoints patches the
+ * scheduler's hottest code as every CPU runs it. Under TCG a CPU once
+ * trapped on the patch's int3 (Oops in ttwu_do_activate, 7.3.4), as at
+ * boot on the sched_clock key (see tsc=unstable in src/guest/boot.rs).
  */
 static inline int trace_event(const char *event, int on)
 {
@@ -99,6 +105,7 @@ static inline int trace_event(const char *event, int on)
 
 	if (access(TRACING "/trace", F_OK))
 		mount("tracefs", TRACING, "tracefs", 0, NULL);
+	write_file(TRACING "/options/record-cmd", "0");
 	snprintf(path, sizeof(path), TRACING "/events/%s/enable", event);
 	return write_file(path, on ? "1" : "0");
 }
