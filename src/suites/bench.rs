@@ -82,6 +82,11 @@ impl<'a> Row<'a> {
         self.target == Target::Cached && self.on_ext4()
     }
 
+    /// Whose moves must each take a page the writer gave.
+    fn takes_gifts(&self) -> bool {
+        self.target == Target::Gift
+    }
+
     /// Whose moves must each replace a cached page (tmpfs, ramfs).
     fn replaces(&self) -> bool {
         self.target == Target::Cached && !self.on_ext4()
@@ -479,7 +484,7 @@ pub fn summarize(h: &Header, rows: &[String], samples: &[Sample]) -> Result<Summ
                     "{fs} move: pages were moved where the series copies ({moved:?})"
                 )),
                 "move"
-                    if row.target == Target::Gift
+                    if row.takes_gifts()
                         && reps.iter().any(|s| s.splice_move_gift < s.splice_move) =>
                 {
                     warnings.push(format!(
@@ -1069,7 +1074,7 @@ mod tests {
             ["tmpfs-overwrite", "ramfs-overwrite"]
         );
         assert_eq!(
-            having(|r| r.target == Target::Gift),
+            having(Row::takes_gifts),
             ["tmpfs-gift", "ramfs-gift", "ext4-gift"]
         );
         assert_eq!(

@@ -63,6 +63,7 @@ static long memcg_current(void)
 static int give_page(int pfd, long pg)
 {
 	struct iovec iov;
+	ssize_t n;
 	char *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -71,9 +72,10 @@ static int give_page(int pfd, long pg)
 	memcpy(page, data + (pg % CHUNK) * PAGE, PAGE);
 	iov.iov_base = page;
 	iov.iov_len = PAGE;
-	if (vmsplice(pfd, &iov, 1, SPLICE_F_GIFT) != PAGE)
+	n = vmsplice(pfd, &iov, 1, SPLICE_F_GIFT);
+	if (munmap(page, PAGE) || n != PAGE)
 		return -1;
-	return munmap(page, PAGE);
+	return 0;
 }
 
 /* Writes the whole file, synced: the pages an overwrite or rewrite meets. */
