@@ -223,6 +223,15 @@ static inline int memcg_enter(const char *name, const char *max,
 	return write_file(path, pid);
 }
 
+/* memory.current of MEMCG_PARENT/name, in bytes; -1 without it. */
+static inline long memcg_current(const char *name)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), MEMCG_PARENT "/%s/memory.current", name);
+	return read_number(path);
+}
+
 /* A reproducible pseudo-random number (xorshift64*); *state must not be 0. */
 static inline uint32_t xrand(uint64_t *state)
 {

@@ -271,14 +271,6 @@ out_dm:
 	sh("dmsetup remove " DM_NAME);
 }
 
-static long memcg_current(const char *name)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), MEMCG_PARENT "/%s/memory.current", name);
-	return read_number(path);
-}
-
 #define FALLBACK_PIPES 768
 
 /*

@@ -54,11 +54,6 @@ static const char *const counters[] = {
 
 static unsigned char data[CHUNK * PAGE];
 
-static long memcg_current(void)
-{
-	return read_number(MEMCG_PARENT "/" MEMCG "/memory.current");
-}
-
 /* Gives page @pg of the data to the pipe from memory of its own, unmapped. */
 static int give_page(int pfd, long pg)
 {
@@ -163,9 +158,9 @@ static void run_case(const char *fs, const char *dir, enum how how,
 	snprintf(what, sizeof(what), "%s %s", fs, hows[how]);
 	if (one_round(what, dir, how, b) < 0)
 		return;
-	base = memcg_current();
+	base = memcg_current(MEMCG);
 	moved = one_round(what, dir, how, b);
-	after = memcg_current();
+	after = memcg_current(MEMCG);
 	if (moved < 0)
 		return;
 	printf("%s: %ld of %d pages moved (%s); memory.current %ld KiB, then %ld KiB\n",
