@@ -5,7 +5,6 @@
 mod cli;
 
 use clap::Parser;
-use std::io::Write;
 use std::process::ExitCode;
 
 use zcsplice::env::Env;
@@ -22,9 +21,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            // Not eprintln!: with stderr gone it would panic, and the exit
-            // code (which `git bisect run` reads) would be a panic's.
-            let _ = writeln!(std::io::stderr(), "zcsplice: error: {e:#}");
+            // As every note: with stderr gone, dropped rather than a panic
+            // whose exit code `git bisect run` would read.
+            zcsplice::progress::println(&format!("zcsplice: error: {e:#}"));
             ExitCode::from(exit::code_of(&e))
         }
     }
